@@ -1,0 +1,34 @@
+# Two commands do all the set-up (see README.md):
+#   make lab    install (first time) and open the course in JupyterLab
+#   make test   install (first time) and run the whole test suite (quick mode, CPU is fine)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install lab test slides pretrain build grade bench clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+lab: install
+	$(BIN)/jupyter lab notebooks/
+
+test: install
+	$(BIN)/python -m pytest
+
+# Instructors: train and cache every lesson's models in full mode before class.
+pretrain: install
+	$(BIN)/python -m course_lib pretrain
+
+build: install
+	$(BIN)/python -m course_lib build
+
+bench: install
+	$(BIN)/python -m course_lib bench
+
+clean:
+	rm -rf $(VENV) checkpoints .pytest_cache

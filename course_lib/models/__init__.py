@@ -1,0 +1,6 @@
+"""Models of the course. Each is an ``nn.Module`` with ``loss(x, y=None)`` returning named terms."""
+from .autoencoder import Autoencoder, ConvAutoencoder
+from .layers import mlp
+from .vae import VAE
+
+__all__ = ["Autoencoder", "ConvAutoencoder", "VAE", "mlp"]

@@ -1,0 +1,77 @@
+"""Interactive "try it" widgets. Each builder's logic is a plain function, tested without a browser.
+
+Builders return an ``ipywidgets`` widget (display it, or let it be the cell's value);
+they work without a live frontend (nbval, a plain Python session).
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+from .plots import show_images
+
+__all__ = ["decode_point", "latent_plane_explorer", "latent_sliders", "sliders"]
+
+
+@torch.no_grad()
+def decode_point(generate, coords, device=None) -> torch.Tensor:
+    """Decode one latent point (a sequence of floats) into one image (C x H x W) with ``generate``."""
+    z = torch.tensor([list(map(float, coords))], dtype=torch.float32)
+    if device is not None:
+        z = z.to(device)
+    return generate(z)[0].cpu()
+
+
+def sliders(render, **ranges):
+    """Build ``ipywidgets.interactive(render, ...)`` with one FloatSlider per keyword.
+
+    ``ranges``: name -> (min, max, step, value). ``render(**values)`` draws a figure.
+    """
+    import ipywidgets as W
+
+    controls = {
+        k: W.FloatSlider(min=lo, max=hi, step=st, value=v, description=k, continuous_update=False)
+        for k, (lo, hi, st, v) in ranges.items()
+    }
+    return W.interactive(render, **controls)
+
+
+def latent_plane_explorer(generate, z=None, labels=None, extent: float = 3.0, device=None):
+    """Move a point in the 2-D latent plane and see the decoded image.
+
+    Left: the latent codes of the data (``z``, coloured by ``labels``) with the chosen point;
+    right: ``generate`` applied to that point.
+    """
+
+    def render(z1=0.0, z2=0.0):
+        fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
+        if z is not None:
+            zz = z.detach().cpu()
+            a.scatter(zz[:, 0], zz[:, 1], c=None if labels is None else labels.cpu(), cmap="tab10", s=4, alpha=0.5)
+        a.scatter([z1], [z2], marker="x", s=120, color="black", linewidths=3)
+        a.set_xlim(-extent, extent)
+        a.set_ylim(-extent, extent)
+        a.set_xlabel("$z_1$")
+        a.set_ylabel("$z_2$")
+        a.set_title("Latent plane")
+        show_images(decode_point(generate, (z1, z2), device)[None], title=f"Decoded z = ({z1:.1f}, {z2:.1f})", ax=b)
+        plt.show()
+
+    step = extent / 30
+    return sliders(render, z1=(-extent, extent, step, 0.0), z2=(-extent, extent, step, 0.0))
+
+
+def latent_sliders(generate, latent_dim: int, extent: float = 3.0, device=None, base=None):
+    """One slider per latent dimension (up to 10 shown); the image decoded from the point."""
+    shown = min(latent_dim, 10)
+    base = torch.zeros(latent_dim) if base is None else base.detach().cpu().clone()
+
+    def render(**values):
+        z = base.clone()
+        for i in range(shown):
+            z[i] = values[f"z{i + 1}"]
+        _, ax = plt.subplots(figsize=(3, 3))
+        show_images(decode_point(generate, z.tolist(), device)[None], title="Decoded image", ax=ax)
+        plt.show()
+
+    return sliders(render, **{f"z{i + 1}": (-extent, extent, extent / 20, float(base[i])) for i in range(shown)})
