@@ -1,0 +1,157 @@
+"""Command line: ``python -m course_lib {build,notebooks,exercises,grade,bench} ...``.
+
+    build [--check]        regenerate notebooks/*.ipynb, solutions/*.ipynb and exercises/
+    notebooks [--check]    only the .ipynb beside each py:percent source
+    exercises [--check]    only exercises/ from solutions/
+    grade SUB.ipynb ...    grade submissions (--csv FILE, --solutions DIR, --timeout S)
+    bench [args ...]       course_lib.bench
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+BUILD = "python -m course_lib build"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _report(problems, root: Path, check: bool, what: str) -> int:
+    """Print the problems; the last line says what to do. Returns the exit status."""
+    fixable = [p for p in problems if p.fixable]
+    manual = [p for p in problems if not p.fixable]
+    for p in fixable:
+        verb = "stale" if check else ("deleted" if p.reason.startswith("orphaned") else "wrote")
+        print(f"  {verb}: {_rel(p.path, root)}: {p.reason}")
+    for p in manual:
+        print(f"  fix by hand: {_rel(p.path, root)}: {p.reason}")
+    if manual:
+        print(f"{what}: {len(manual)} file(s) need a person (see above), then run `{BUILD}`.")
+        return 1
+    if check and fixable:
+        print(f"{what} out of date ({len(fixable)} file(s)): run `{BUILD}`.")
+        return 1
+    print(f"{what}: {'wrote ' + str(len(fixable)) + ' file(s)' if fixable else 'up to date'}.")
+    return 0
+
+
+def _root(args) -> Path:
+    from .notebooks import repo_root
+
+    return Path(args.root) if args.root else repo_root()
+
+
+def _sync(args):
+    from . import notebooks
+
+    return notebooks.sync(check=args.check, root=_root(args), force=getattr(args, "force", False))
+
+
+def _generate(args):
+    from . import exercises
+
+    return exercises.generate("solutions", "exercises", check=args.check, root=_root(args))
+
+
+def _notebooks(args) -> int:
+    return _report(_sync(args), _root(args), args.check, "notebooks/ and solutions/ .ipynb")
+
+
+def _exercises(args) -> int:
+    try:
+        problems = _generate(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("exercises/ cannot be generated from solutions/: fix the solution notebook named above.")
+        return 1
+    return _report(problems, _root(args), args.check, "exercises/ (from solutions/)")
+
+
+def _build(args) -> int:
+    problems = _sync(args)
+    try:
+        problems += _generate(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        print("exercises/ cannot be generated from solutions/: fix the solution notebook named above.")
+        return 1
+    return _report(problems, _root(args), args.check, "generated notebooks")
+
+
+def _grade(args) -> int:
+    from . import grading
+
+    results = grading.grade(
+        args.submissions,
+        solutions_dir=args.solutions,
+        timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+        quiet=args.quiet,
+    )
+    if args.csv:
+        grading.write_csv(results, args.csv)
+        print(f"wrote {args.csv}")
+    failed = sorted({r.submission for r in results if r.status == "error"})
+    graded = len({r.submission for r in results}) - len(failed)
+    total = sum(r.points for r in results if r.status != "error")
+    print(f"graded {graded} submission(s), {grading._num(total)} point(s) in all", end="")
+    print(f"; could not grade {len(failed)}: {', '.join(failed)}" if failed else "")
+    return 2 if failed else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m course_lib", description="Course tooling.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_check(p, force=True):
+        p.add_argument("--check", action="store_true", help="write nothing; exit 1 when something is out of date")
+        p.add_argument("--root", help="the course repository (default: the one course_lib lives in)")
+        if force:
+            p.add_argument(
+                "--force", action="store_true", help="overwrite an .ipynb even if it was edited after its .py"
+            )
+        return p
+
+    with_check(sub.add_parser("build", help="regenerate every .ipynb and exercises/")).set_defaults(func=_build)
+    with_check(sub.add_parser("notebooks", help="regenerate the .ipynb beside each .py source")).set_defaults(
+        func=_notebooks
+    )
+    with_check(sub.add_parser("exercises", help="regenerate exercises/ from solutions/"), force=False).set_defaults(
+        func=_exercises
+    )
+    g = sub.add_parser("grade", help="grade submitted exercise notebooks")
+    g.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb")
+    g.add_argument("--csv", metavar="FILE", help="also write submission,exercise,points,max_points to FILE")
+    g.add_argument("--solutions", default="solutions", metavar="DIR", help="solution notebooks (default: solutions)")
+    g.add_argument("--timeout", type=float, default=600, metavar="SECONDS", help="wall-clock limit per submission")
+    g.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS", help="limit per cell (optional)")
+    g.add_argument("--quiet", action="store_true", help="no per-submission tables")
+    g.set_defaults(func=_grade)
+    sub.add_parser("bench", help="benchmarks (course_lib.bench); arguments are passed on", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from . import bench  # written elsewhere; imported only when asked for
+
+        status = bench.main(argv[1:])
+        return status if isinstance(status, int) else 0
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
