@@ -5,6 +5,7 @@
     exercises [--check]    only exercises/ from solutions/
     grade SUB.ipynb ...    grade submissions (--csv FILE, --solutions DIR, --timeout S)
     bench [args ...]       course_lib.bench
+    pretrain [--quick]     run every lesson once so that its trained models are cached
 """
 from __future__ import annotations
 
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no per-submission tables")
     g.set_defaults(func=_grade)
     sub.add_parser("bench", help="benchmarks (course_lib.bench); arguments are passed on", add_help=False)
+    sub.add_parser("pretrain", help="run every lesson once (full mode) so its models are cached", add_help=False)
     return parser
 
 
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
         status = bench.main(argv[1:])
         return status if isinstance(status, int) else 0
+    if argv and argv[0] == "pretrain":
+        from . import pretrain
+
+        return pretrain.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
