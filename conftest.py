@@ -11,3 +11,5 @@ os.environ["COURSE_QUICK"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("COURSE_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="course_ckpt_"))
 os.environ.setdefault("TQDM_MININTERVAL", "5")
+# Quick-mode models are tiny: one thread per process is faster than two fighting over 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")

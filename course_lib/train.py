@@ -171,6 +171,29 @@ def evaluate_terms(model: nn.Module, data, batch_size: int = 1024, transform: Ca
     return {k: float(v) / n for k, v in sums.items()}
 
 
+def _describe_callable(fn) -> str:
+    """Name and simple captured values of a function (so kl_warmup(5) and kl_warmup(10) differ)."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    cells = getattr(fn, "__closure__", None) or ()
+    captured = []
+    for c in cells:
+        try:
+            v = c.cell_contents
+        except ValueError:
+            continue
+        if isinstance(v, (int, float, str, bool, tuple, type(None))):
+            captured.append(repr(v))
+    defaults = getattr(fn, "__defaults__", None) or ()
+    return f"{name}({', '.join(captured)}; {defaults!r})"
+
+
+def _describe_optimizer(opt) -> str:
+    if opt is None:
+        return "Adam"
+    hyper = {k: v for k, v in opt.defaults.items() if isinstance(v, (int, float, str, bool, tuple, type(None)))}
+    return f"{type(opt).__name__}({json.dumps(hyper, sort_keys=True, default=repr)})"
+
+
 def _uses_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
@@ -192,6 +215,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, batch_size: int = 128
       epoch, the step and the term.
     """
     device = get_device(device)
+    callbacks = list(callbacks)
     train = _as_data(train)
     val = _as_data(val)
     if len(train) == 0:
@@ -202,8 +226,9 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, batch_size: int = 128
     use_amp = device.type == "cuda" and (amp if amp is not None else _uses_conv(model))
 
     settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, grad_clip=grad_clip,
-                    transform=getattr(transform, "__name__", repr(transform)) if transform else None,
-                    optimizer=type(optimizer).__name__ if optimizer else "Adam", amp=bool(use_amp))
+                    transform=_describe_callable(transform) if transform else None,
+                    optimizer=_describe_optimizer(optimizer), amp=bool(use_amp),
+                    callbacks=[_describe_callable(cb) for cb in callbacks])
     path = None
     if checkpoint:
         key = checkpoint_key(model, train, settings)

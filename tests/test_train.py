@@ -115,3 +115,28 @@ def test_bench_reports_speed_up(capsys):
     assert main(["--epochs", "2", "--n", "1024"]) == 0
     out = capsys.readouterr().out
     assert "DataLoader loop" in out and "speed-up x" in out
+
+
+def test_optimizer_settings_and_callbacks_are_part_of_the_key(digits, tmp_path):
+    def make():
+        torch.manual_seed(0)
+        return Autoencoder(digits.shape, latent_dim=2, hidden=(16,))
+
+    def run(model, **kw):
+        return fit(model, digits, epochs=1, checkpoint="k", checkpoint_dir=tmp_path, progress=False, **kw)
+
+    m = make()
+    run(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.1))
+    m = make()
+    assert not run(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.01)).loaded
+    m = make()
+    assert run(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.01)).loaded
+
+    def schedule(limit):
+        def cb(model, epoch, history):
+            return limit
+        return cb
+
+    assert not run(make(), callbacks=[schedule(5)]).loaded
+    assert not run(make(), callbacks=[schedule(10)]).loaded
+    assert run(make(), callbacks=[schedule(10)]).loaded

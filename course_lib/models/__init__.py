@@ -1,6 +1,7 @@
 """Models of the course. Each is an ``nn.Module`` with ``loss(x, y=None)`` returning named terms."""
 from .autoencoder import Autoencoder, ConvAutoencoder
 from .layers import mlp
+from .linear_gaussian import LinearGaussian
 from .vae import VAE
 
-__all__ = ["Autoencoder", "ConvAutoencoder", "VAE", "mlp"]
+__all__ = ["Autoencoder", "ConvAutoencoder", "VAE", "LinearGaussian", "mlp"]
