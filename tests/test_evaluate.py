@@ -1,0 +1,287 @@
+"""Tests of course_lib.evaluate (ELBO, IWAE, FID, IS), the linear-Gaussian model and the classifier.
+
+Likelihood estimators are checked against the exact log p(x) of a linear-Gaussian model;
+the Fréchet distance against closed forms and scipy; the Inception Score on its two extremes.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+from course_lib import evaluate as ev
+from course_lib.data import binarize_static, from_tensors, load_dataset
+from course_lib.models import VAE
+from course_lib.models.linear_gaussian import LinearGaussian
+
+D, d = 5, 2
+
+
+def correlated_model(posterior="mean_field", q_scale=1.0, q_shift=0.0, cos=0.6):
+    """W's two columns at an angle of arccos(0.6): the posterior is correlated (rho ~ -0.6), so a
+    diagonal (mean-field) q leaves a gap of about 0.2 nats at k = 1."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(D, generator=g, dtype=torch.float64)
+    v = torch.randn(D, generator=g, dtype=torch.float64)
+    v = v - (v @ u) / (u @ u) * u
+    v = v / v.norm() * u.norm()
+    W = torch.stack([u, cos * u + math.sqrt(1 - cos ** 2) * v], 1)
+    b = torch.randn(D, generator=g, dtype=torch.float64)
+    return LinearGaussian(W, b, 0.5, posterior=posterior, q_scale=q_scale, q_shift=q_shift)
+
+
+# ---------------------------------------------------------------------------------------------
+# iwae_bound
+# ---------------------------------------------------------------------------------------------
+def test_iwae_bound_is_log_mean_exp_and_stable():
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(7, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    expected = torch.log(torch.exp(a + b - c).mean(0))
+    assert torch.allclose(ev.iwae_bound(a, b, c), expected, atol=1e-12)
+    # k = 1: the single log-weight (the ELBO's one-sample estimate)
+    assert torch.allclose(ev.iwae_bound(a[:1], b[:1], c[:1]), (a + b - c)[0])
+    # weights far below exp(-745) (float64 underflow): naive log(mean(exp)) is -inf, logsumexp is not
+    lw = a - 2000.0
+    out = ev.iwae_bound(lw, torch.zeros_like(lw), torch.zeros_like(lw))
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out, expected_lme(lw), atol=1e-9)
+    # the bound lies between the mean and the max of the log-weights (Jensen, and log mean <= max)
+    w = a + b - c
+    out = ev.iwae_bound(a, b, c)
+    assert (out >= w.mean(0) - 1e-12).all() and (out <= w.max(0).values + 1e-12).all()
+
+
+def expected_lme(lw):
+    m = lw.max(0).values
+    return m + torch.log(torch.exp(lw - m).mean(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The linear-Gaussian model itself
+# ---------------------------------------------------------------------------------------------
+def test_linear_gaussian_exact_posterior_and_marginal():
+    m = correlated_model(posterior="exact")
+    x = m.sample(50, torch.Generator().manual_seed(1))
+    z = torch.randn(50, d, dtype=torch.float64)
+    # Bayes: log p(x|z) + log p(z) - log p(z|x) = log p(x), whatever z
+    lhs = m.decode(z).log_prob(x) + m.prior.log_prob(z) - m.exact_posterior(x).log_prob(z)
+    assert torch.allclose(lhs, m.log_marginal(x), atol=1e-10)
+    # ancestral samples have the marginal's moments: mean b, covariance W W^T + sigma^2 I
+    xs = m.sample(200_000, torch.Generator().manual_seed(2))
+    cov = m.marginal().covariance_matrix
+    assert torch.allclose(xs.mean(0), m.b, atol=5 * float(cov.diagonal().max().sqrt()) / math.sqrt(len(xs)))
+    assert torch.allclose(torch.cov(xs.T), cov, atol=0.05)
+    # the mean-field q has the posterior's mean and the precision's diagonal as its precision
+    q = correlated_model().encode(x)
+    assert torch.allclose(q.mean, m.exact_posterior(x).mean)
+    assert torch.allclose(q.variance[0], 1 / m._precision().diagonal())
+
+
+# ---------------------------------------------------------------------------------------------
+# iwae_nll and elbo against the exact log-likelihood
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [1, 3, 100])
+def test_iwae_is_exact_with_the_true_posterior(k):
+    m = correlated_model(posterior="exact")
+    x = m.sample(64, torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    per = ev.iwae_nll(m, x, k=k, batch_size=20, chunk_size=7, reduction="none")
+    assert per.shape == (64,)
+    # every importance weight equals p(x): zero variance, exact for any k
+    assert torch.allclose(per, -m.log_marginal(x), atol=1e-10)
+    lw = ev.log_weights(m, x, k=k, chunk_size=7)
+    assert lw.shape == (k, 64) and float(lw.std(0).max() if k > 1 else 0.0) < 1e-10
+
+
+def test_elbo_and_iwae_bounds_with_an_approximate_posterior():
+    torch.manual_seed(0)
+    m = correlated_model()           # mean-field q: the VAE's family
+    n = 400
+    x = m.sample(n, torch.Generator().manual_seed(1))
+    log_px = m.log_marginal(x)
+    exact_elbo = m.exact_elbo(x)
+    gap = float((log_px - exact_elbo).mean())
+    assert (exact_elbo <= log_px + 1e-12).all(), "the ELBO is a lower bound, point by point"
+    assert gap > 0.15, "this q should leave a clear gap (else the tests below could not fail)"
+
+    # the Monte Carlo ELBO estimates the closed-form ELBO without bias
+    el, sem = ev.elbo(m, x, k=50, return_std=True)
+    per = ev.elbo(m, x, k=50, reduction="none") - exact_elbo
+    assert abs(float(per.mean())) < 4 * float(per.std()) / math.sqrt(n)
+    assert el < float(log_px.mean())
+
+    # L_k for k = 1, 10, 100, 1000 on the same data, per example
+    ks = [1, 10, 100, 1000]
+    bounds = [-ev.iwae_nll(m, x, k=k, reduction="none") for k in ks]
+    # k = 1 is the ELBO
+    diff1 = bounds[0] - exact_elbo
+    assert abs(float(diff1.mean())) < 4 * float(diff1.std()) / math.sqrt(n)
+    # monotone in expectation: each step up is positive on average, beyond noise
+    for lo, hi, k in zip(bounds, bounds[1:], ks[1:]):
+        step = hi - lo
+        assert float(step.mean()) > 2 * float(step.std()) / math.sqrt(n), f"L_{k} should exceed the previous bound"
+    # and never above log p(x) beyond noise
+    for b, k in zip(bounds, ks):
+        excess = b - log_px
+        assert float(excess.mean()) < 3 * float(excess.std()) / math.sqrt(n), f"L_{k} above log p(x)"
+
+    # convergence at k = 1000. Tolerance: the bias of L_k is about Var(w / p(x)) / (2k) for large k
+    # (delta method; Maddison et al. 2017, Nowozin 2018), plus 4 standard errors of the mean over
+    # the n examples. Var(w / p(x)) is measured from the weights (p(x) is known here).
+    k = 1000
+    lw = ev.log_weights(m, x, k=k)
+    rel_var = float(torch.exp(lw - log_px).var(0).mean())
+    remaining = log_px - bounds[-1]
+    tol = rel_var / (2 * k) + 4 * float(remaining.std()) / math.sqrt(n)
+    assert tol < gap / 10, "the tolerance must be much smaller than the k=1 gap for the check to mean something"
+    assert abs(float(remaining.mean())) < tol, f"L_1000 should be within {tol:.4f} nats of log p(x)"
+
+
+def test_iwae_passes_labels_to_conditional_models():
+    """A conditional linear-Gaussian model: x = W z + b + shift[y] + noise. The exact posterior
+    of the right class makes the estimate exact: labels must stay aligned with examples after
+    the k x batch flattening."""
+    base = correlated_model(posterior="exact")
+    shifts = torch.randn(3, D, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 3
+
+    class Conditional(torch.nn.Module):
+        prior = property(lambda self: base.prior)
+
+        def encode(self, x, y):
+            return base.encode(x - shifts[y])
+
+        def decode(self, z, y):
+            if y is None or len(y) != len(z):
+                raise AssertionError("decode needs one label per code")
+            p = base.decode(z)
+            return Independent(Normal(p.mean + shifts[y], p.stddev), 1)
+
+    y = torch.arange(30) % 3
+    x = base.sample(30, torch.Generator().manual_seed(1)) + shifts[y]
+    exact = -base.log_marginal(x - shifts[y])
+    per = ev.iwae_nll(Conditional(), (x, y), k=10, batch_size=8, chunk_size=4, reduction="none")
+    assert torch.allclose(per, exact, atol=1e-10)
+
+
+def test_iwae_on_a_vae_over_image_data():
+    torch.manual_seed(0)
+    data = load_dataset("digits", "test", device="cpu").take(60).map(binarize_static)
+    model = VAE(data.shape, latent_dim=4, hidden=(32,))
+    model.train()
+    nll, sem = ev.iwae_nll(model, data, k=200, batch_size=25, return_std=True)
+    neg_elbo, _ = ev.elbo(model, data, k=200, return_std=True)
+    per_iwae = ev.iwae_nll(model, data, k=200, reduction="none")
+    per_elbo = -ev.elbo(model, data, k=200, reduction="none")
+    assert model.training, "the evaluation must restore the model's mode"
+    assert math.isfinite(nll) and sem > 0
+    assert float((per_iwae <= per_elbo + 1e-9).float().mean()) > 0.95, "IWAE NLL <= -ELBO for each image"
+    assert nll < -neg_elbo
+    # a transform is applied to every batch (here: binarized again, identical)
+    assert abs(ev.iwae_nll(model, data, k=1, transform=lambda x: (x > 0.5).float()) - ev.iwae_nll(model, data, k=1)) < 5
+    with pytest.raises(ValueError, match="k must be"):
+        ev.iwae_nll(model, data, k=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fréchet distance
+# ---------------------------------------------------------------------------------------------
+def test_frechet_distance_closed_forms():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=4), rng.normal(size=4)
+    a, b = rng.uniform(0.5, 2, size=4), rng.uniform(0.5, 2, size=4)
+    # commuting (diagonal) covariances: ||mu1 - mu2||^2 + sum (sqrt a - sqrt b)^2
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert abs(ev.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) - expected) < 1e-10
+    # general covariances: against scipy's sqrtm
+    from scipy.linalg import sqrtm
+
+    A, B = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    S1, S2 = A @ A.T + 0.1 * np.eye(4), B @ B.T + 0.1 * np.eye(4)
+    ref = ((mu1 - mu2) ** 2).sum() + np.trace(S1 + S2 - 2 * np.real(sqrtm(S1 @ S2)))
+    assert abs(ev.frechet_distance(mu1, S1, mu2, S2) - ref) < 1e-8
+    assert abs(ev.frechet_distance(mu1, S1, mu2, S2) - ev.frechet_distance(mu2, S2, mu1, S1)) < 1e-8
+    assert ev.frechet_distance(mu1, S1, mu1, S1) < 1e-8
+    # singular covariances (rank 1): still finite and non-negative
+    s = np.outer(mu1, mu1)
+    assert 0 <= ev.frechet_distance(mu1, s, mu1, s) < 1e-6
+
+
+def test_fid_of_samples_converges_to_the_closed_form():
+    g = torch.Generator().manual_seed(0)
+    n, f = 20_000, 3
+    L1 = torch.tensor([[1.0, 0, 0], [0.5, 1.0, 0], [0, 0.3, 0.7]], dtype=torch.float64)
+    L2 = torch.tensor([[0.8, 0, 0], [0.0, 1.3, 0], [0.4, 0, 1.0]], dtype=torch.float64)
+    mu2 = torch.tensor([1.0, 0.0, -0.5], dtype=torch.float64)
+    x1 = torch.randn(n, f, generator=g, dtype=torch.float64) @ L1.T
+    x2 = torch.randn(n, f, generator=g, dtype=torch.float64) @ L2.T + mu2
+    exact = ev.frechet_distance(torch.zeros(f), L1 @ L1.T, mu2, L2 @ L2.T)
+    assert abs(ev.fid(x1, x2) - exact) < 0.05 * exact
+    assert ev.fid(x1, x1) < 1e-8
+
+
+def test_fid_grows_with_noise_on_digits():
+    data = load_dataset("digits", "test", device="cpu")
+    g = torch.Generator().manual_seed(0)
+    half_a, half_b = data.images[:180], data.images[180:]
+    flat = lambda x: x.reshape(len(x), -1)  # noqa: E731  (pixels as features: no classifier needed)
+    noisy = [ev.fid(half_a, (half_b + s * torch.randn(half_b.shape, generator=g)).clamp(0, 1), features=flat)
+             for s in (0.0, 0.1, 0.2, 0.4, 0.8)]
+    assert ev.fid(data, data, features=flat) < 1e-8
+    assert all(b > a for a, b in zip(noisy, noisy[1:])), f"FID should grow with the noise level: {noisy}"
+    assert noisy[0] < 0.25 * noisy[-1], "two halves of the same data are much closer than noisy data"
+    with pytest.raises(ValueError, match="features"):
+        ev.fid(half_a, half_b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inception Score
+# ---------------------------------------------------------------------------------------------
+def test_inception_score_extremes():
+    C = 10
+    confident = torch.eye(C).repeat(20, 1)                    # one-hot, 20 of each class
+    assert abs(ev.inception_score_from_probs(confident) - C) < 1e-6
+    assert abs(ev.inception_score(confident, splits=4) - C) < 1e-6  # each split stays balanced
+    assert abs(ev.inception_score_from_probs(torch.full((50, C), 1 / C)) - 1) < 1e-9
+    constant = torch.softmax(torch.randn(C), 0).expand(50, C)  # the same prediction for every x
+    assert abs(ev.inception_score_from_probs(constant) - 1) < 1e-9
+    one_class = torch.eye(C)[torch.zeros(40, dtype=torch.long)]  # confident but all the same class
+    assert abs(ev.inception_score_from_probs(one_class) - 1) < 1e-9
+    mixed = torch.softmax(3 * torch.randn(200, C, generator=torch.Generator().manual_seed(0)), 1)
+    s, sd = ev.inception_score_from_probs(mixed, splits=5, return_std=True)
+    assert 1 < s < C and sd >= 0
+    # exp of the mutual information between x and y: check against the direct formula
+    py = mixed.double().mean(0)
+    kl = (mixed.double() * (mixed.double().log() - py.log())).sum(1).mean()
+    assert abs(ev.inception_score_from_probs(mixed) - float(kl.exp())) < 1e-9
+    with pytest.raises(ValueError, match="softmax"):
+        ev.inception_score_from_probs(torch.randn(5, C))
+
+
+# ---------------------------------------------------------------------------------------------
+# The course classifier (features for FID, probabilities for IS)
+# ---------------------------------------------------------------------------------------------
+def test_classifier_features_probs_and_scores(tmp_path, monkeypatch):
+    from course_lib.classifier import get_classifier
+
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
+    train = load_dataset("digits", "train", device="cpu").take(600)
+    test = load_dataset("digits", "test", device="cpu")
+    clf = get_classifier(train, device="cpu", epochs=8)
+    assert get_classifier(train, device="cpu", epochs=8) is clf, "cached"
+    assert any(p.name.startswith("classifier-digits") for p in tmp_path.iterdir()), "a fit checkpoint"
+    assert clf.accuracy(test) > 0.85
+    with torch.no_grad():
+        f, p = clf.features(test.images[:7]), clf.probs(test.images[:7])
+    assert f.shape == (7, clf.feature_dim) and p.shape == (7, 10)
+    assert torch.allclose(p.sum(1), torch.ones(7))
+    # real test digits score high, uniform noise low; FID orders real < noisy < noise
+    noise = from_tensors(torch.rand(180, *test.shape, generator=torch.Generator().manual_seed(0)))
+    is_real, is_noise = ev.inception_score(test, clf), ev.inception_score(noise, clf)
+    assert is_real > 4 and is_real > 1.5 * is_noise
+    a, b = test.images[:180], test.images[180:]
+    real = ev.fid(a, b, clf)
+    noisy = ev.fid(a, (b + 0.4 * torch.randn(b.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1), clf)
+    assert real < noisy < ev.fid(a, noise, clf)
+    with pytest.raises(ValueError, match="shape"):
+        clf.features(torch.rand(3, 1, 28, 28))
