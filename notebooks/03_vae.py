@@ -36,9 +36,6 @@ from course_lib.widgets import decode_point, latent_sliders
 
 generator = seed_everything(0)
 device = get_device()
-if device.type == "cpu":
-    # These MLPs are small: one thread avoids the cost of synchronising threads, which is large on a busy CPU.
-    torch.set_num_threads(1)
 # Okabe-Ito palette (colour-blind safe)
 C = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
      "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}

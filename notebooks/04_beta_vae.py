@@ -49,9 +49,6 @@ from course_lib.train import evaluate_terms, fit
 
 generator = seed_everything(0)
 device = get_device()
-if device.type == "cpu":
-    # These MLPs are small: one thread avoids the cost of synchronising threads, which is large on a busy CPU.
-    torch.set_num_threads(1)
 # Okabe-Ito palette (colour-blind safe)
 C = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
      "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}

@@ -29,8 +29,6 @@ from course_lib.runtime import get_device, seed_everything
 
 seed_everything(0)
 device = get_device()
-if device.type == "cpu":
-    torch.set_num_threads(1)   # small models: one thread is faster on a busy CPU
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## (a) The KL term in closed form (3 points)

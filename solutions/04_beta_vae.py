@@ -25,8 +25,6 @@ from course_lib.train import fit
 
 seed_everything(0)
 device = get_device()
-if device.type == "cpu":
-    torch.set_num_threads(1)   # small models: one thread is faster on a busy CPU
 
 # %% [markdown]
 # ## Exercise 1: the Gaussian decoder's negative log-likelihood (2 points)
