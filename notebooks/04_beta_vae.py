@@ -335,14 +335,15 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Checks: fewer units survive as $\beta$ grows (compared between $\beta$s a factor 4 apart: neighbours can swap
-# by a few units in short runs), almost none at the largest $\beta$, and the two diagnostics agree: a unit
-# counted inactive carries (almost) no KL.
+# by a few units in short runs), far fewer at the largest $\beta$ (on the 8x8 digits almost none; MNIST,
+# richer, keeps more), and the two diagnostics agree: a unit counted inactive carries (almost) no KL.
 
 # %%
 counts = [n_active[b] for b in BETAS]
 assert all(n_active[b2] <= n_active[b1] for b1 in BETAS for b2 in BETAS if b2 >= 4 * b1), \
     f"a model with a beta 4 times larger should not have more active units: {counts}"
-assert counts[0] >= LATENT // 2 and counts[-1] <= 1, f"most units active at beta={BETAS[0]}, ~none at {BETAS[-1]}"
+assert counts[0] >= LATENT // 2 and counts[-1] <= counts[0] - LATENT // 4, \
+    f"most units active at beta={BETAS[0]}, far fewer at {BETAS[-1]}: {counts}"
 for b in BETAS:
     inactive = acts[b] <= 1e-2
     assert (kl_dims[b][inactive] < 0.1).all(), f"beta = {b}: an inactive unit should have KL_j ~ 0"
@@ -388,7 +389,8 @@ assert torch.allclose(ours, losses.gaussian_nll(x_hat, x_show, log_g), atol=1e-4
 #
 # a β-VAE with squared-error distortion and $\beta = 2\gamma^2$, scaled by $1/(2\gamma^2)$. Same minimiser,
 # gradients multiplied by a constant (which Adam, scale-invariant, almost ignores). $\gamma = 1$ means
-# $\beta = 2$ against a squared error of a few units per image: the KL wins and the code collapses.
+# $\beta = 2$ against a squared error of a few units per image: the KL wins and the code (nearly) collapses,
+# carrying a small fraction of the information a learned $\gamma$ lets through.
 #
 # Check, on one batch with the same noise $\varepsilon$: values and gradients.
 
@@ -455,13 +457,14 @@ plt.show()
 for n in decoders:
     print(f"{n:22s} KL = {dec_kl[n]:6.2f} nats, reconstruction MSE per pixel = {dec_mse[n]:.4f}")
 
-assert dec_kl["Gaussian, γ = 1"] < 0.5, "with gamma = 1 (beta = 2 against a squared error) the code collapses"
+assert dec_kl["Gaussian, γ = 1"] < 0.1 * dec_kl["Gaussian, learned γ"], \
+    "with gamma = 1 (beta = 2 against a squared error) the KL is squeezed to a small fraction of the learned-gamma one"
 assert dec_mse["Gaussian, learned γ"] < 0.5 * dec_mse["Gaussian, γ = 1"], "learning gamma should sharpen reconstructions"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The likelihood values of the Bernoulli and Gaussian decoders are not comparable (a probability mass on
 # binary pixels against a density on real pixels), so we compare pictures and the MSE of reconstructions.
-# With gamma = 1 every image decodes to the mean digit: that is the blur of "VAEs with an MSE loss" when the
+# With gamma = 1 most images decode to a blurred, average-looking digit: that is the blur of "VAEs with an MSE loss" when the
 # MSE is weighed against the KL with the wrong scale.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -653,7 +656,7 @@ except ImportError:
 #
 # 1. The β-VAE minimises $D + \beta R$: distortion $D = \mathbb{E}[-\log p_\theta(x \mid z)]$ plus $\beta$ times the rate $R = \mathrm{KL}(q_\phi(z \mid x)\,\|\,p(z))$; $\beta = 1$ is the negative ELBO.
 # 2. Sweeping $\beta$ traces the rate-distortion curve: rate down and distortion up as $\beta$ grows; $\beta = 1$ gives (about) the best ELBO.
-# 3. Per-dimension KL and the activity statistic $\mathrm{Var}_x(\mu_j(x)) > 10^{-2}$ find the units the decoder uses; large $\beta$ collapses them all.
+# 3. Per-dimension KL and the activity statistic $\mathrm{Var}_x(\mu_j(x)) > 10^{-2}$ find the units the decoder uses; a large $\beta$ switches most of them off.
 # 4. A Gaussian decoder with a fixed $\gamma$ is a β-VAE with a squared error and $\beta = 2\gamma^2$; the best $\gamma$ for given reconstructions is their RMSE per pixel, and a learned $\gamma$ finds it.
 # 5. KL warm-up ($\beta$ from 0 to 1) avoids early collapse; with a learned $\gamma$ it gave a better ELBO and a higher rate.
 #
