@@ -64,25 +64,29 @@ def _notebooks(args) -> int:
     return _report(_sync(args), _root(args), args.check, "notebooks/ and solutions/ .ipynb")
 
 
-def _exercises(args) -> int:
+def _generate_or_explain(args):
+    """``_generate``, or None after saying which solution notebook is malformed."""
     try:
-        problems = _generate(args)
+        return _generate(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         print("exercises/ cannot be generated from solutions/: fix the solution notebook named above.")
+        return None
+
+
+def _exercises(args) -> int:
+    problems = _generate_or_explain(args)
+    if problems is None:
         return 1
     return _report(problems, _root(args), args.check, "exercises/ (from solutions/)")
 
 
 def _build(args) -> int:
     problems = _sync(args)
-    try:
-        problems += _generate(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        print("exercises/ cannot be generated from solutions/: fix the solution notebook named above.")
+    generated = _generate_or_explain(args)
+    if generated is None:
         return 1
-    return _report(problems, _root(args), args.check, "generated notebooks")
+    return _report(problems + generated, _root(args), args.check, "generated notebooks")
 
 
 def _grade(args) -> int:
