@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .runtime import get_device
+from .runtime import get_device, is_quick
 
 __all__ = [
     "ImageData",
@@ -264,8 +264,6 @@ def lesson_dataset(full: str = "mnist", split: str = "train", device=None, limit
     When ``full`` cannot be loaded (no internet and no files), it says so and falls back to
     ``"digits"``, so a lesson always runs.
     """
-    from .runtime import is_quick
-
     if is_quick() or full == "digits":
         return load_dataset("digits", split, device=device, limit=limit)
     try:
