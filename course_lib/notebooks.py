@@ -30,6 +30,12 @@ __all__ = [
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 LANGUAGE_INFO = {"name": "python"}
+# RISE (Alt+R in JupyterLab) for every lesson, set here so that no lesson differs: a slide that
+# is taller than the screen scrolls; the 1280x720 canvas is scaled to the window; body text is
+# large enough to read from the back of a room.
+RISE = {"scroll": True, "width": 1280, "height": 720, "theme": "simple", "transition": "none",
+        "enable_chalkboard": False, "start_slideshow_at": "beginning", "center": False,
+        "controls": True, "progress": True, "slideNumber": True}
 BUILD_HINT = "run `python -m course_lib build`"
 
 _PERCENT_CELL = re.compile(r"^# %%( |$)")
@@ -99,6 +105,7 @@ def build_notebook(py_path: str | Path) -> nbformat.NotebookNode:
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = nbformat.from_dict(dict(KERNELSPEC))
     nb.metadata["language_info"] = nbformat.from_dict(dict(LANGUAGE_INFO))
+    nb.metadata["rise"] = nbformat.from_dict(dict(RISE))
     return _clean(nb)
 
 

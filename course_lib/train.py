@@ -234,7 +234,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, batch_size: int = 128
         key = checkpoint_key(model, train, settings)
         path = Path(checkpoint_dir or default_checkpoint_dir()) / f"{checkpoint}-{key}.pt"
         if path.exists() and not retrain:
-            state = torch.load(path, map_location=device, weights_only=False)
+            state = torch.load(path, map_location=device, weights_only=True)  # a copied checkpoint cannot run code
             model.load_state_dict(state["model"])
             hist = History(**state["history"])
             hist.loaded = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from .plots import show_images
+from .plots import CLASS_CMAP, show_images
 
 __all__ = ["decode_point", "latent_plane_explorer", "latent_sliders", "sliders"]
 
@@ -47,7 +47,7 @@ def latent_plane_explorer(generate, z=None, labels=None, extent: float = 3.0, de
         fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.8))
         if z is not None:
             zz = z.detach().cpu()
-            a.scatter(zz[:, 0], zz[:, 1], c=None if labels is None else labels.cpu(), cmap="tab10", s=4, alpha=0.5)
+            a.scatter(zz[:, 0], zz[:, 1], c=None if labels is None else labels.cpu(), cmap=CLASS_CMAP, vmin=-0.5, vmax=9.5, s=4, alpha=0.5)
         a.scatter([z1], [z2], marker="x", s=120, color="black", linewidths=3)
         a.set_xlim(-extent, extent)
         a.set_ylim(-extent, extent)

@@ -9,8 +9,6 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
-#   rise:
-#     scroll: true
 # ---
 
 # %% [markdown] slideshow={"slide_type": "slide"}

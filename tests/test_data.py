@@ -1,5 +1,6 @@
 import gzip
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_unknown_name_lists_valid_ones():
 
 
 def test_missing_files_without_download(tmp_path):
-    with pytest.raises(FileNotFoundError, match="digits"):
+    with pytest.raises(FileNotFoundError, match="mnist5k"):
         D.load_dataset("mnist", root=tmp_path, download=False)
 
 
@@ -106,17 +107,49 @@ def test_failed_download_names_offline_alternative(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError) as err:
         D.load_dataset("mnist", root=tmp_path, download=True)
     msg = str(err.value)
-    assert "Could not download mnist" in msg and "load_dataset('digits')" in msg and str(tmp_path) in msg
+    assert "Could not download mnist" in msg and "load_dataset('mnist5k')" in msg and str(tmp_path) in msg
 
 
-def test_lesson_dataset_falls_back_to_digits(tmp_path, monkeypatch, capsys):
+def test_lesson_dataset_falls_back_to_mnist5k(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_QUICK", "0")
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
     import torchvision.datasets as tvd
 
     monkeypatch.setattr(tvd, "MNIST", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     d = D.lesson_dataset("mnist")
-    assert d.name == "digits" and "Falling back" in capsys.readouterr().out
+    assert d.name == "mnist5k" and d.shape == (1, 28, 28) and "Falling back" in capsys.readouterr().out
+
+
+def test_mnist5k_is_real_mnist_split_by_class_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    train = D.load_dataset("mnist5k", "train", device="cpu")
+    assert (tmp_path / "mnist5k.npz").exists(), "the parsed digits are cached"
+    test = D.load_dataset("mnist5k", "test", device="cpu")
+    assert len(train) == 4000 and len(test) == 1000 and train.shape == (1, 28, 28)
+    assert torch.equal(train.labels.bincount(), torch.full((10,), 400))
+    assert torch.equal(test.labels.bincount(), torch.full((10,), 100))
+    # pixels in [0, 1], MNIST's mean intensity (0.13), and no image in both splits
+    assert 0.0 <= float(train.images.min()) and float(train.images.max()) == 1.0
+    assert abs(float(train.images.mean()) - 0.131) < 0.01
+    a, b = train.flat(), test.flat()
+    assert torch.cdist(b[:200], a).min() > 0, "an image of the test split is also in the train split"
+    # the cached load gives the same tensors, in the same order, fast
+    t0 = time.perf_counter()
+    again = D.load_dataset("mnist5k", "train", device="cpu")
+    assert time.perf_counter() - t0 < 0.5 and torch.equal(again.images, train.images)
+    assert torch.equal(again.labels, train.labels)
+
+
+def test_lesson_dataset_is_mnist5k_in_quick_mode(monkeypatch):
+    monkeypatch.setenv("COURSE_QUICK", "1")
+    d = D.lesson_dataset("mnist", "test", device="cpu")
+    assert d.name == "mnist5k" and d.shape == (1, 28, 28)
+    assert D.lesson_dataset("digits", "test", device="cpu").shape == (1, 8, 8), "digits stay available"
+
+
+def test_unknown_dataset_lists_the_names():
+    with pytest.raises(ValueError, match="mnist5k"):
+        D.load_dataset("mnist4k")
 
 
 def test_batches_cover_data_once():

@@ -40,7 +40,9 @@ def test_build_notebook_metadata_ids_and_grade_roundtrip():
     assert nb.metadata == {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
+        "rise": notebooks.RISE,
     }
+    assert nb.metadata["rise"]["scroll"] is True, "slides taller than the screen must scroll"
     assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
     assert [c.id for c in nb.cells] == [f"cell-{i:04d}" for i in range(len(nb.cells))]
     grades = [c.metadata["grade"] for c in nb.cells if "grade" in c.metadata]
