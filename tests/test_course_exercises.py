@@ -35,3 +35,52 @@ def test_solution_full_marks_exercise_zero(stem):
     assert sum(r.max_points for r in sol) > 0
     earned = [(r.exercise, r.points) for r in ex if r.points != 0]
     assert not earned, f"the untouched exercise {stem} earns points: {earned}"
+
+
+def _code_only(text: str) -> str:
+    """Source without comments, docstring-free lines of markdown, or any whitespace: for verbatim matching."""
+    kept = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue  # comments and the markdown cells of a py:percent file
+        kept.append(line.split("  #")[0])
+    return "".join("".join(kept).split())
+
+
+def _solution_bodies(text: str):
+    """The code between each ``### BEGIN SOLUTION`` and ``### END SOLUTION`` of a solution source."""
+    bodies, inside, lines = [], False, []
+    for line in text.splitlines():
+        if "### BEGIN SOLUTION" in line:
+            inside, lines = True, []
+        elif "### END SOLUTION" in line:
+            inside = False
+            bodies.append("\n".join(lines))
+        elif inside:
+            lines.append(line)
+    return bodies
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_no_graded_solution_is_printed_in_its_lesson(stem):
+    """An exercise asks for the next step of the lesson's idea, so its answer is not on the lesson's page:
+    neither a whole solution body nor any returned expression of 20 characters or more."""
+    lesson = _code_only((ROOT / "notebooks" / f"{stem}.py").read_text(encoding="utf-8"))
+    bodies = _solution_bodies((ROOT / "solutions" / f"{stem}.py").read_text(encoding="utf-8"))
+    assert bodies, f"solutions/{stem}.py has no ### BEGIN SOLUTION block"
+    for body in bodies:
+        code = _code_only(body)
+        assert code not in lesson, f"the solution\n{body}\nof solutions/{stem}.py is printed in notebooks/{stem}.py"
+        for line in body.splitlines():
+            expr = line.strip()
+            if expr.startswith("return "):
+                expr = _code_only(expr[len("return "):])
+                assert len(expr) < 20 or expr not in lesson, (
+                    f"solutions/{stem}.py returns `{line.strip()}`, which notebooks/{stem}.py prints")
+
+
+def test_the_verbatim_check_can_fail():
+    lesson = _code_only("# %% [markdown]\n# text\nkl = 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(-1)  # KL\n")
+    body = _code_only("    kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(-1)\n")
+    assert body in lesson
+    assert _solution_bodies("a\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\nb") == ["x = 1"]
