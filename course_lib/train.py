@@ -234,7 +234,14 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, batch_size: int = 128
         key = checkpoint_key(model, train, settings)
         path = Path(checkpoint_dir or default_checkpoint_dir()) / f"{checkpoint}-{key}.pt"
         if path.exists() and not retrain:
-            state = torch.load(path, map_location=device, weights_only=True)  # a copied checkpoint cannot run code
+            try:  # weights_only: a checkpoint copied from elsewhere cannot run code on this machine
+                state = torch.load(path, map_location=device, weights_only=True)
+            except Exception as err:
+                raise RuntimeError(
+                    f"checkpoint {path} was not loaded: it holds more than tensors and numbers, or is damaged "
+                    f"({type(err).__name__}). Delete it (or pass retrain=True) to train again; only load "
+                    "checkpoints you trust."
+                ) from err
             model.load_state_dict(state["model"])
             hist = History(**state["history"])
             hist.loaded = True

@@ -53,6 +53,27 @@ def test_checkpoint_loads_instantly_and_is_keyed_by_configuration(digits, tmp_pa
     assert not fit(b, digits, epochs=3, checkpoint="ae", checkpoint_dir=tmp_path, retrain=True, progress=False).loaded
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this checkpoint ran code",))
+
+
+def test_checkpoints_load_weights_only_never_code(digits, tmp_path, capsys):
+    torch.manual_seed(0)
+    fit(Autoencoder(digits.shape, latent_dim=2, hidden=(16,)), digits, epochs=1, checkpoint="safe",
+        checkpoint_dir=tmp_path, progress=False)
+    (path,) = tmp_path.glob("safe-*.pt")
+    state = torch.load(path, weights_only=True)
+    state["history"]["device"] = _RunsCode()  # what a malicious copy could hold
+    torch.save(state, path)
+    with pytest.raises(RuntimeError, match="only load checkpoints you trust"):
+        fit(Autoencoder(digits.shape, latent_dim=2, hidden=(16,)), digits, epochs=1, checkpoint="safe",
+            checkpoint_dir=tmp_path, progress=False)
+    assert "ran code" not in capsys.readouterr().out
+    assert fit(Autoencoder(digits.shape, latent_dim=2, hidden=(16,)), digits, epochs=1, checkpoint="safe",
+               checkpoint_dir=tmp_path, progress=False, retrain=True).loaded is False
+
+
 def test_beta_is_part_of_the_key(digits, tmp_path):
     fit(VAE(digits.shape, 2, (16,), beta=1.0), digits, epochs=1, checkpoint="v", checkpoint_dir=tmp_path,
         progress=False)
