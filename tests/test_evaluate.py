@@ -4,6 +4,7 @@ Likelihood estimators are checked against the exact log p(x) of a linear-Gaussia
 the Fréchet distance against closed forms and scipy; the Inception Score on its two extremes.
 """
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +286,71 @@ def test_classifier_features_probs_and_scores(tmp_path, monkeypatch):
     assert real < noisy < ev.fid(a, noise, clf)
     with pytest.raises(ValueError, match="shape"):
         clf.features(torch.rand(3, 1, 28, 28))
+
+
+# ---------------------------------------------------------------------------------------------
+# The classifier that ships with the package (quick mode's mnist5k): loaded, never trained
+# ---------------------------------------------------------------------------------------------
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_shipped_mnist5k_classifier_loads_without_training(tmp_path, monkeypatch):
+    import time
+
+    from course_lib import classifier as clf_mod
+    from course_lib import train as train_mod
+
+    path = clf_mod.shipped_weights_path("mnist5k")
+    assert path is not None and path.exists(), "course_lib/weights/classifier-mnist5k.pt ships with the package"
+    assert path.stat().st_size < 400_000, "a few hundred KB at most"
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("get_classifier('mnist5k') must load the shipped weights, not train")
+
+    monkeypatch.setattr(train_mod, "fit", no_training)
+    monkeypatch.setattr(clf_mod, "_CACHE", {})
+    t0 = time.perf_counter()
+    clf = clf_mod.get_classifier("mnist5k", device="cpu")
+    assert time.perf_counter() - t0 < 1.0, "loads in well under a second"
+    assert clf_mod.get_classifier("mnist5k", device="cpu") is clf, "cached"
+    assert not any(tmp_path.iterdir()), "no checkpoint written: nothing was trained"
+    assert not clf.training and not any(p.requires_grad for p in clf.parameters())
+    meta = clf.meta
+    assert meta["dataset"] == "mnist5k" and meta["split"] == "train" and meta["n_train"] == 4000
+    # the file holds only tensors and plain values: it loads with weights_only=True
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(state) == {"model", "meta"}
+    for k, v in clf.state_dict().items():
+        assert torch.equal(v, state["model"][k]), k
+    # >= 97 % on the 1,000 mnist5k test digits (never seen in training)
+    test = load_dataset("mnist5k", "test", device="cpu")
+    acc = clf.accuracy(test)
+    assert acc >= 0.97, f"shipped classifier: {acc:.3f} on the mnist5k test split"
+    assert abs(acc - meta["test_accuracy"]) < 1e-9, "the file's recorded accuracy is the measured one"
+    # the training split is disjoint from the test split (trained on TRAIN only)
+    train = load_dataset("mnist5k", "train", device="cpu")
+    flat_train = {bytes(row) for row in (train.flat() * 255).round().to(torch.uint8).numpy()}
+    assert not any(bytes(row) in flat_train for row in (test.flat() * 255).round().to(torch.uint8).numpy())
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").exists(), reason="the official MNIST test files are not here")
+def test_shipped_mnist5k_classifier_on_official_mnist_test_set():
+    from course_lib.classifier import get_classifier
+
+    official = load_dataset("mnist", "test", root=SHARED_DATA, device="cpu", download=False)
+    assert len(official) == 10_000
+    acc = get_classifier("mnist5k", device="cpu").accuracy(official)
+    assert acc >= 0.97, f"shipped classifier: {acc:.4f} on the official MNIST test set"
+
+
+def test_random_shift_moves_whole_images():
+    from course_lib.classifier import random_shift
+
+    x = torch.zeros(50, 1, 28, 28)
+    x[:, 0, 10:18, 10:18] = 1.0
+    torch.manual_seed(0)
+    y = random_shift(x, 2)
+    assert y.shape == x.shape and torch.equal(y.sum((1, 2, 3)), x.sum((1, 2, 3))), "a square in the middle stays whole"
+    rows = y[:, 0].sum(2).argmax(1)
+    assert set(rows.tolist()) == set(range(8, 13)), "shifts from -2 to +2 pixels"
