@@ -102,7 +102,7 @@ def code_histograms(codes, shown: int = 4):
         ax.set_title(f"coordinate $z_{{{j + 1}}}$", fontsize=FONT + 1)
         ax.tick_params(labelsize=10)
     axes[0, 0].set_ylabel("density", fontsize=FONT)
-    axes[0, 0].legend(fontsize=FONT - 1)
+    axes[0, 0].legend(fontsize=FONT)
     fig.suptitle("Codes of the training images, coordinate by coordinate, vs the N(0, 1) we sampled",
                  fontsize=FONT + 1)
     fig.tight_layout()
@@ -131,7 +131,7 @@ def latent_box(codes, labels, draws, far, lo, hi, grid_images, classes=None):
                     label="draw near a code")
     axes[0].scatter(d[far, 0], d[far, 1], marker="o", s=16, facecolors="none", lw=0.9,
                     edgecolors=PALETTE["black"], label="draw far from every code")
-    axes[0].legend(fontsize=FONT - 1, loc="lower left", framealpha=0.9)
+    axes[0].legend(fontsize=FONT, loc="lower left", framealpha=0.9)
     lo, hi = _np(lo), _np(hi)
     axes[0].set_xlim(lo[0], hi[0])
     axes[0].set_ylim(lo[1], hi[1])

@@ -45,6 +45,9 @@ __all__ = [
     "sample",
     "mle_p",
     "em_step",
+    "mixture_log_prob",
+    "kl_on_grid",
+    "fit_gaussian_kl",
 ]
 
 Tensorish = Union[float, int, torch.Tensor]
@@ -281,6 +284,51 @@ def mle_p(x: Tensorish, sigma: Tensorish, tol: float = 1e-12, max_iter: int = 20
         if hi - lo < tol:
             break
     return 0.5 * (lo + hi)
+
+
+def mixture_log_prob(z: Tensorish, weights, means, sds) -> torch.Tensor:
+    r"""Log-density of a 1-D Gaussian mixture, :math:`\log \sum_k w_k \mathcal{N}(z; m_k, s_k^2)`
+    (``logsumexp`` over the components; one value per element of ``z``)."""
+    z, w, m, s = _args(z, weights, means, sds)
+    if bool((w < 0).any()) or abs(float(w.sum()) - 1.0) > 1e-6:
+        raise ValueError("the mixture weights must be non-negative and sum to 1.")
+    _check_sigma(s)
+    comp = torch.log(w) + gaussian_log_prob(z[..., None], m, s)
+    return torch.logsumexp(comp, dim=-1)
+
+
+def kl_on_grid(log_p: torch.Tensor, log_q: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathrm{KL}(p \,\|\, q) = \int p(z) \log\frac{p(z)}{q(z)}\,dz` by the trapezoid rule on the
+    grid ``z`` (1-D, increasing), from the log-densities on that grid. Where :math:`p = 0` the integrand is 0."""
+    if log_p.shape != z.shape or log_q.shape != z.shape:
+        raise ValueError(f"log_p, log_q and z must have one value per grid point; got shapes "
+                         f"{tuple(log_p.shape)}, {tuple(log_q.shape)} and {tuple(z.shape)}.")
+    p = log_p.exp()
+    integrand = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
+    return torch.trapezoid(integrand, z)
+
+
+def fit_gaussian_kl(log_p: torch.Tensor, z: torch.Tensor, direction: str, means: torch.Tensor,
+                    sds: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    r"""The Gaussian :math:`q = \mathcal{N}(m, s^2)` that minimises a KL divergence to the density ``p``
+    given on the grid ``z``, by exhaustive search over the candidates ``means`` x ``sds``.
+
+    ``direction="forward"`` minimises :math:`\mathrm{KL}(p \,\|\, q)` (mode-covering; its minimum is
+    moment matching), ``"reverse"`` minimises :math:`\mathrm{KL}(q \,\|\, p)` (mode-seeking).
+    Returns ``(m, s, table)``: the best candidate and the KL of every candidate, shape
+    ``(len(means), len(sds))``, in nats.
+    """
+    if direction not in ("forward", "reverse"):
+        raise ValueError(f"direction must be 'forward' (KL(p || q)) or 'reverse' (KL(q || p)), got {direction!r}.")
+    means, sds = (torch.as_tensor(v, dtype=z.dtype) for v in (means, sds))
+    table = torch.empty(len(means), len(sds), dtype=z.dtype)
+    for i, m in enumerate(means):      # one row at a time: memory stays len(sds) x len(z)
+        log_q = gaussian_log_prob(z, m, sds[:, None])
+        lp = log_p.expand_as(log_q)
+        table[i] = torch.stack([kl_on_grid(a, b, z) for a, b in
+                                (zip(lp, log_q) if direction == "forward" else zip(log_q, lp))])
+    k = int(table.argmin())
+    return float(means[k // len(sds)]), float(sds[k % len(sds)]), table
 
 
 class BernoulliGaussianToy:

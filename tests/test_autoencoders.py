@@ -307,3 +307,42 @@ def test_pca_errors_and_shapes():
         PCA(7).fit(x)
     with pytest.raises(ValueError, match="at least 1"):
         PCA(0)
+
+
+# --------------------------------------------------------------------------- lesson-1 figures
+
+def test_box_grid_codes_cover_the_box_in_reading_order():
+    from course_lib.ae_figures import box_grid_codes
+
+    z = box_grid_codes([-1.0, -2.0], [3.0, 4.0], n=5)
+    assert z.shape == (25, 2)
+    assert torch.allclose(z[0], torch.tensor([-1.0, 4.0])), "top-left: smallest z_1, largest z_2"
+    assert torch.allclose(z[4], torch.tensor([3.0, 4.0])), "z_1 increases along a row"
+    assert torch.allclose(z[-1], torch.tensor([3.0, -2.0])), "bottom-right: largest z_1, smallest z_2"
+    assert (z[5:, 1] <= z[:-5, 1]).all(), "z_2 decreases from row to row"
+
+
+def test_lesson1_figures_draw_with_readable_legends():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib import ae_figures as af
+
+    g = _gen(7)
+    x = torch.rand(4, 1, 6, 6, generator=g)
+    codes, labels = torch.randn(50, 2, generator=g), torch.arange(50) % 10
+    figs = [af.pixel_penalties(lambda l, t: F.binary_cross_entropy_with_logits(l, t, reduction="none")),
+            af.penalty_maps(x, x.flip(0), {"sq": (x - x.flip(0)) ** 2}),
+            af.model_bars({"a": (10, 1.0), "b": (100, 0.5)}, 2),
+            af.code_histograms(torch.randn(100, 3, generator=g), shown=3),
+            af.latent_box(codes, labels, codes[:10], torch.arange(10) % 2 == 0, codes.min(0).values,
+                          codes.max(0).values, torch.rand(9, 1, 6, 6, generator=g)),
+            af.confidence_bars({"a": 0.9, "b": 0.5}, "t")]
+    for fig in figs:
+        for ax in fig.axes:
+            leg = ax.get_legend()
+            if leg is not None:
+                assert min(t.get_fontsize() for t in leg.get_texts()) >= 12
+        assert any(ax.get_title() for ax in fig.axes) or fig._suptitle is not None
+        plt.close(fig)

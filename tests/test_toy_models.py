@@ -211,3 +211,86 @@ def test_invalid_parameters_are_explained(bad):
 def test_invalid_pi_is_explained():
     with pytest.raises(ValueError, match="pi must be"):
         tm.elbo(0.5, 1.2, P, SIGMA)
+
+
+# --------------------------------------------------------------------------- KL divergence (lesson 2, section 4)
+
+Z_GRID = torch.linspace(-12.0, 12.0, 2401, dtype=torch.float64)
+
+
+def _gauss_kl(m1, s1, m2, s2):
+    """KL(N(m1, s1^2) || N(m2, s2^2)) in closed form."""
+    return math.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
+
+
+def test_mixture_log_prob_matches_explicit_sum_and_integrates_to_one():
+    w, m, s = [0.3, 0.7], [-1.0, 2.0], [0.5, 1.5]
+    for z in [-2.0, 0.0, 1.3]:
+        explicit = math.log(sum(wk * _normal_pdf(z, mk, sk) for wk, mk, sk in zip(w, m, s)))
+        got = tm.mixture_log_prob(torch.tensor(z, dtype=torch.float64), w, m, s).item()
+        assert got == pytest.approx(explicit, abs=1e-12)
+    mass = torch.trapezoid(tm.mixture_log_prob(Z_GRID, w, m, s).exp(), Z_GRID).item()
+    assert mass == pytest.approx(1.0, abs=1e-8)
+    with pytest.raises(ValueError, match="sum to 1"):
+        tm.mixture_log_prob(Z_GRID, [0.3, 0.3], m, s)
+
+
+def test_kl_on_grid_matches_the_gaussian_closed_form_and_is_asymmetric():
+    for (m1, s1), (m2, s2) in [((0.0, 1.0), (1.0, 2.0)), ((-1.0, 0.5), (0.5, 1.0)), ((2.0, 1.5), (2.0, 1.5))]:
+        lp = tm.gaussian_log_prob(Z_GRID, m1, s1)
+        lq = tm.gaussian_log_prob(Z_GRID, m2, s2)
+        assert tm.kl_on_grid(lp, lq, Z_GRID).item() == pytest.approx(_gauss_kl(m1, s1, m2, s2), abs=1e-5)
+        assert tm.kl_on_grid(lq, lp, Z_GRID).item() == pytest.approx(_gauss_kl(m2, s2, m1, s1), abs=1e-5)
+    lp, lq = tm.gaussian_log_prob(Z_GRID, 0.0, 1.0), tm.gaussian_log_prob(Z_GRID, 1.0, 2.0)
+    assert abs(tm.kl_on_grid(lp, lq, Z_GRID) - tm.kl_on_grid(lq, lp, Z_GRID)) > 0.1, "KL is not symmetric"
+    with pytest.raises(ValueError, match="one value per grid point"):
+        tm.kl_on_grid(lp[:-1], lq, Z_GRID)
+
+
+def test_forward_kl_fit_is_moment_matching_and_reverse_fit_picks_the_heavier_mode():
+    z = torch.linspace(-8.0, 8.0, 801, dtype=torch.float64)
+    w, m, s = [0.35, 0.65], [-2.5, 1.5], [0.6, 0.4]
+    log_p = tm.mixture_log_prob(z, w, m, s)
+    means, sds = torch.linspace(-4, 4, 161), torch.linspace(0.1, 4, 79)   # steps of 0.05
+    mean_p = sum(wk * mk for wk, mk in zip(w, m))
+    sd_p = math.sqrt(sum(wk * (sk**2 + mk**2) for wk, mk, sk in zip(w, m, s)) - mean_p**2)
+    m_f, s_f, table_f = tm.fit_gaussian_kl(log_p, z, "forward", means, sds)
+    assert abs(m_f - mean_p) <= 0.026 and abs(s_f - sd_p) <= 0.026
+    m_r, s_r, table_r = tm.fit_gaussian_kl(log_p, z, "reverse", means, sds)
+    assert abs(m_r - 1.5) <= 0.026 and abs(s_r - 0.4) <= 0.026
+    # well-separated modes: the reverse minimum is about -log(weight of the mode)
+    assert table_r.min().item() == pytest.approx(-math.log(0.65), abs=0.01)
+    assert (table_f > -1e-9).all() and (table_r > -1e-9).all()
+    # a Gaussian target: both directions find it
+    log_g = tm.gaussian_log_prob(z, 0.5, 1.0)
+    for direction in ("forward", "reverse"):
+        m_g, s_g, table = tm.fit_gaussian_kl(log_g, z, direction, means, sds)
+        assert (m_g, s_g) == (pytest.approx(0.5, abs=1e-6), pytest.approx(1.0, abs=1e-6))
+        assert table.min().item() == pytest.approx(0.0, abs=1e-8)
+    with pytest.raises(ValueError, match="direction must be"):
+        tm.fit_gaussian_kl(log_g, z, "sideways", means, sds)
+
+
+def test_lesson2_figures_draw_with_readable_legends():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib import elbo_figures as ef
+
+    z = torch.linspace(-5, 5, 101, dtype=torch.float64)
+    table = torch.rand(5, 4, dtype=torch.float64)
+    figs = [ef.kl_fits(z, tm.mixture_log_prob(z, [0.5, 0.5], [-1, 1], [0.5, 0.5]).exp(),
+                       {"f": (0.0, 1.0), "r": (1.0, 0.5)}, {"a": table, "b": table}, torch.linspace(-1, 1, 5),
+                       torch.linspace(0.5, 2, 4)),
+            ef.elbo_curve(torch.linspace(0, 1, 11), -torch.rand(11) - 1, -0.5, 0.4, "t"),
+            ef.mc_running(torch.randn(100), 0.0, "t"),
+            ef.key_equation_bars({"log p(x)": -1.0, "ELBO": -1.2, "KL(q || p(z|x))": 0.2, "a": -1.0, "b": 0.2,
+                                  "p(z=1|x)": 0.5})]
+    for fig in figs:
+        for ax in fig.axes:
+            leg = ax.get_legend()
+            if leg is not None:
+                assert min(t.get_fontsize() for t in leg.get_texts()) >= 12
+        assert any(ax.get_title() for ax in fig.axes)
+        plt.close(fig)
