@@ -1,28 +1,30 @@
 # %% [markdown]
-# # Exercises, lesson 2: the ELBO
+# # Exercises, lesson 2: one step beyond the ELBO of the toy model
 #
-# Three functions of the slides' toy model, $z \sim \mathrm{Bernoulli}(p)$, $x \mid z \sim \mathcal{N}(z, \sigma^2)$,
-# each the idea of a section of the lesson. **7 points** in all.
+# The slides' toy model, $z \sim \mathrm{Bernoulli}(p)$, $x \mid z \sim \mathcal{N}(z, \sigma^2)$, with the
+# variational family $q(z=1 \mid x) = \pi$. The lesson fitted $p$ with $\sigma$ known, used one sample of $z$ per
+# Monte Carlo term and differentiated the closed-form ELBO. Each exercise takes the next step. **8 points** in all.
 #
-# | exercise | function | points |
+# | exercise | what you write | points |
 # |---|---|---|
-# | 1 | `log_evidence(x, p, sigma)`: the evidence, with `logsumexp` | 2 |
-# | 2 | `posterior_z1(x, p, sigma)`: the true posterior, by Bayes' rule | 2 |
-# | 3 | `elbo(x, pi, p, sigma)`: the ELBO of $q(z=1 \mid x) = \pi$ | 3 |
+# | (a) | `m_step(x, pi)`: the EM M-step when $\sigma$ is learned too | 2 |
+# | (b) | `iwae_bound(x, pi, p, sigma, k)`: the importance-weighted bound with $k$ samples, exactly | 3 |
+# | (c) | `score_gradient(x, pi, p, sigma, z, baseline)`: a score-function estimate of the ELBO's gradient, with a baseline | 3 |
 #
 # For each: write the function in its cell, run the **self-check** cell below it (its messages say what is
-# wrong), then the grade cell (empty for you; the grader puts its own tests back there). Each exercise is graded
-# on its own: do not call one exercise's function from another. Everything is in **nats per example**
-# (natural log, one value per $x$). Run time: a few seconds on a CPU.
+# wrong), then the grade cell (empty for you; the grader puts its own tests back there). Use `torch` operations;
+# do not call `course_lib` from your answers. Everything is in **nats per example**. Run time: a few seconds.
 
 # %%
 import math
 
 import torch
 
+from course_lib import toy_models as tm      # the lesson's exact log-evidence, posterior and ELBO, to check against
 from course_lib.runtime import describe, seed_everything
 
 seed_everything(0)
+torch.set_default_dtype(torch.float64)
 print(describe())
 
 
@@ -32,204 +34,228 @@ def log_normal(x, mean, sigma):
 
 
 # %% [markdown]
-# ## Exercise 1: the evidence (2 points)
+# ## (a) The M-step with a learned $\sigma$ (2 points)
 #
-# Write `log_evidence(x, p, sigma)` that returns, elementwise,
+# With $q(z=1 \mid x_i) = \pi_i$ fixed (the E-step's output), the average ELBO depends on $\theta = (p, \sigma)$
+# through
 #
-# $$\log p_\theta(x) = \log\big((1-p)\,\mathcal{N}(x; 0, \sigma^2) + p\,\mathcal{N}(x; 1, \sigma^2)\big).$$
+# $$\frac1n \sum_i \Big[(1-\pi_i)\big(\log(1-p) + \log\mathcal{N}(x_i; 0, \sigma^2)\big)
+#   + \pi_i\big(\log p + \log\mathcal{N}(x_i; 1, \sigma^2)\big)\Big] + \text{(entropy of } q\text{, no } \theta).$$
 #
-# - `x`: a float tensor of any shape; `p`: a float with $0 < p < 1$; `sigma`: a float $> 0$. Returns a tensor shaped like `x`.
-# - Work in log space: build the two log-joints $\log p(x, z) = \log p(z) + \log p(x \mid z)$ for $z = 0, 1$
-#   (with `log_normal` above) and combine them with `torch.logsumexp` (or `torch.logaddexp`). The naive
-#   `log(sum of exp)` returns `-inf` as soon as both densities underflow, which happens for $|x|$ of a few tens.
+# The lesson maximised it over $p$ ($\hat p = \frac1n\sum_i \pi_i$). Set the derivative with respect to
+# $\sigma^2$ to zero as well, then write `m_step(x, pi)`: `x` and `pi` of shape `(n,)`; return a tuple
+# `(p, sigma)` of two scalar tensors, $\sigma$ the **standard deviation**.
 
 # %%
-def log_evidence(x, p, sigma):
-    """log p(x) of the toy model, in nats, one value per element of x."""
+def m_step(x, pi):
+    """The (p, sigma) that maximise the average ELBO for fixed q(z=1|x_i) = pi_i."""
     ### BEGIN SOLUTION
-    log_joint = torch.stack([math.log(1 - p) + log_normal(x, 0.0, sigma),
-                             math.log(p) + log_normal(x, 1.0, sigma)])
-    return torch.logsumexp(log_joint, dim=0)
+    p = pi.mean()
+    var = ((1 - pi) * x**2 + pi * (x - 1) ** 2).mean()
+    return p, var.sqrt()
     ### END SOLUTION
 
 
 # %%
-# Self-check (exercise 1)
-_x = torch.linspace(-2.0, 3.0, 11, dtype=torch.float64)
-_out = log_evidence(_x, 0.3, 0.5)
-assert isinstance(_out, torch.Tensor) and _out.shape == _x.shape, \
-    f"log_evidence should return one value per x, shape {tuple(_x.shape)}; got {getattr(_out, 'shape', type(_out))}"
-_pdf = lambda x, m, s: math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
-_expected = math.log(0.7 * _pdf(0.5, 0, 0.5) + 0.3 * _pdf(0.5, 1, 0.5))
-_got = log_evidence(torch.tensor([0.5], dtype=torch.float64), 0.3, 0.5).item()
-assert abs(_got - _expected) < 1e-9, (
-    f"at x=0.5, p=0.3, sigma=0.5 log p(x) should be {_expected:.6f}, got {_got:.6f}: check that z=0 has "
-    "weight 1-p and mean 0, z=1 weight p and mean 1, and that you add log p(z) (not p(z)) to log N")
-assert _out.exp().max() < 1, "p(x) > 1 for sigma=0.5? Did you return the log-density, not the log of an unnormalised one?"
-_far = log_evidence(torch.tensor([40.0, -40.0], dtype=torch.float64), 0.3, 0.5)
-assert torch.isfinite(_far).all(), (
-    f"log p(x) is {_far.tolist()} at x = +-40: both densities underflow to 0 there; "
-    "combine the log-joints with torch.logsumexp instead of taking the log of a sum of exp")
-print("exercise 1: self-check passed")
+# Self-check (a)
+_x = torch.tensor([-0.2, 0.1, 0.9, 1.3])
+_pi = torch.tensor([0.0, 0.0, 1.0, 1.0])          # q says: the first two come from z = 0, the last two from z = 1
+_out = m_step(_x, _pi)
+assert isinstance(_out, tuple) and len(_out) == 2, "return a tuple (p, sigma)"
+_p, _s = (torch.as_tensor(v) for v in _out)
+assert _p.ndim == 0 and _s.ndim == 0, "p and sigma are scalars: average over the examples"
+assert abs(_p - 0.5) < 1e-12, f"p should be the mean of pi, 0.5 here; got {_p.item():.4f}"
+_want = math.sqrt((0.2**2 + 0.1**2 + 0.1**2 + 0.3**2) / 4)
+assert abs(_s - _want) < 1e-12, (
+    f"sigma should be {_want:.6f} (root mean squared distance of x_i to its assigned z), got {_s.item():.6f}"
+    + ("; that is the variance: return its square root" if abs(_s - _want**2) < 1e-12 else
+       "; weight (x_i - 0)^2 by 1 - pi_i and (x_i - 1)^2 by pi_i, then average"))
+_xs = torch.tensor([-0.5, 0.2, 0.6, 1.1, 1.7])
+_pis = tm.posterior_z1(_xs, 0.4, 0.6)
+_p, _s = m_step(_xs, _pis)
+_obj = lambda p, s: ((1 - _pis) * (math.log(1 - p) + log_normal(_xs, 0.0, s))
+                     + _pis * (math.log(p) + log_normal(_xs, 1.0, s))).mean()
+for _dp, _ds in [(0.01, 0), (-0.01, 0), (0, 0.01), (0, -0.01)]:
+    assert _obj(_p.item(), _s.item()) >= _obj(_p.item() + _dp, _s.item() + _ds), \
+        "moving p or sigma away from your M-step increases the objective: it is not the maximum"
+print(f"M-step: p = {_p.item():.4f}, sigma = {_s.item():.4f}")
 
-# %% grade={"exercise": "log_evidence", "points": 2}
+# %% grade={"exercise": "m_step", "points": 2}
 ### BEGIN HIDDEN TESTS
-import course_lib.toy_models as _ref
-
-for _p in [0.01, 0.3, 0.5, 0.99]:
-    for _s in [0.1, 0.5, 1.0, 3.0]:
-        _xg = torch.cat([torch.linspace(-5, 6, 45), torch.tensor([-1e3, -100.0, 100.0, 1e3])]).double()
-        _mine = log_evidence(_xg, _p, _s)
-        _want = _ref.log_evidence(_xg, _p, _s)
-        assert torch.isfinite(_mine).all(), f"log p(x) not finite for p={_p}, sigma={_s} (large |x|?)"
-        assert torch.allclose(_mine, _want, rtol=1e-9, atol=1e-9), \
-            f"log p(x) differs from the reference by {(_mine - _want).abs().max():.3g} for p={_p}, sigma={_s}"
-# any shape, float32 too
-_x2 = torch.randn(4, 3)
-assert log_evidence(_x2, 0.4, 0.8).shape == (4, 3)
-assert torch.allclose(log_evidence(_x2, 0.4, 0.8).double(), _ref.log_evidence(_x2.double(), 0.4, 0.8), atol=1e-5)
-# normalised density
-_xi = torch.linspace(-10, 11, 100001, dtype=torch.float64)
-assert abs(torch.trapezoid(log_evidence(_xi, 0.7, 1.2).exp(), _xi).item() - 1) < 1e-8
+_g = torch.Generator().manual_seed(4)
+_x, _z = tm.sample(3000, 0.35, 0.7, generator=_g)
+# EM with the student's M-step: the log-likelihood never decreases and the fixed point is a stationary point of it
+_p, _s = torch.tensor(0.8), torch.tensor(2.0)
+_ll = []
+for _ in range(300):
+    _pi = tm.posterior_z1(_x, _p, _s)
+    _p, _s = (torch.as_tensor(v) for v in m_step(_x, _pi))
+    _ll.append(tm.log_evidence(_x, _p, _s).mean().item())
+assert all(b >= a - 1e-10 for a, b in zip(_ll, _ll[1:])), "EM with this M-step must never lower the likelihood"
+_theta = torch.stack([_p, _s]).detach().requires_grad_(True)
+tm.log_evidence(_x, _theta[0], _theta[1]).mean().backward()
+assert _theta.grad.abs().max() < 1e-4, f"EM's fixed point should be a maximum of the likelihood, gradient {_theta.grad}"
+assert abs(_s - 0.7) < 0.05 and abs(_p - 0.35) < 0.05
+# random pi: the formula
+_pi = torch.rand(50, generator=_g)
+_xx = torch.randn(50, generator=_g) * 2
+_p, _s = m_step(_xx, _pi)
+assert torch.allclose(torch.as_tensor(_s) ** 2, ((1 - _pi) * _xx**2 + _pi * (_xx - 1) ** 2).mean())
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 2: the true posterior (2 points)
+# ## (b) The importance-weighted bound, exactly (3 points)
 #
-# Write `posterior_z1(x, p, sigma)` that returns, elementwise, the posterior probability of $z = 1$ by Bayes' rule,
+# Identity (2) of the lesson, $p_\theta(x) = \mathbb{E}_{q}[w]$ with $w = p_\theta(x, z) / q(z \mid x)$, holds for
+# the average of $k$ independent weights too; Jensen then gives a tighter bound (Burda et al., 2016):
 #
-# $$p_\theta(z=1 \mid x) = \frac{p(x, z{=}1)}{p(x, z{=}0) + p(x, z{=}1)}
-#   = \frac{p\,\mathcal{N}(x; 1, \sigma^2)}{(1-p)\,\mathcal{N}(x; 0, \sigma^2) + p\,\mathcal{N}(x; 1, \sigma^2)}.$$
+# $$\mathcal{L}_k = \mathbb{E}_{z_1, \dots, z_k \sim q}\Big[\log \frac1k \sum_{j=1}^k w_j\Big], \qquad
+#   \mathcal{L}_1 = \mathcal{L} \le \mathcal{L}_2 \le \dots \le \log p_\theta(x).$$
 #
-# - Same arguments as exercise 1; returns a tensor shaped like `x`, with values in $[0, 1]$ and **no NaN**, even for $|x|$ = 1000.
-# - Dividing the two densities fails where both underflow (0/0). Work with logs: the log-joints and a
-#   `logsumexp`, or the log-odds $\log p(x, z{=}1) - \log p(x, z{=}0)$ and `torch.sigmoid`. Do not call exercise 1's function.
+# On the toy model, $z$ takes two values: the sum depends only on the number $m$ of draws with $z_j = 1$, which
+# is $\mathrm{Binomial}(k, \pi)$. So the expectation is a finite sum:
+#
+# $$\mathcal{L}_k = \sum_{m=0}^{k} \binom{k}{m} \pi^m (1-\pi)^{k-m}\,
+#   \log\frac{(k - m)\, w_0 + m\, w_1}{k}, \qquad w_z = \frac{p_\theta(x, z)}{q(z \mid x)}.$$
+#
+# Write `iwae_bound(x, pi, p, sigma, k)`: `x` a tensor of any shape, `pi` a float in $(0, 1)$, `p`, `sigma`
+# floats, `k` a positive int; return a tensor shaped like `x`. Work with **logs**: $\log w_z$, then the log of
+# the sum by `torch.logsumexp` (a term with zero weight, $m = 0$ or $m = k$, is $-\infty$ inside the logsumexp,
+# which is fine), and the binomial weights by `torch.lgamma` or `math.comb`. It must stay finite for $|x| = 50$.
 
 # %%
-def posterior_z1(x, p, sigma):
-    """p(z=1 | x) of the toy model, one value per element of x."""
+def iwae_bound(x, pi, p, sigma, k):
+    """Exact importance-weighted bound L_k of the toy model for q(z=1|x) = pi, in nats, shaped like x."""
     ### BEGIN SOLUTION
-    log_odds = (math.log(p) + log_normal(x, 1.0, sigma)) - (math.log(1 - p) + log_normal(x, 0.0, sigma))
-    return torch.sigmoid(log_odds)
+    log_w0 = math.log(1 - p) + log_normal(x, 0.0, sigma) - math.log(1 - pi)
+    log_w1 = math.log(p) + log_normal(x, 1.0, sigma) - math.log(pi)
+    total = torch.zeros_like(x)
+    for m in range(k + 1):
+        log_binom = math.lgamma(k + 1) - math.lgamma(m + 1) - math.lgamma(k - m + 1) \
+            + m * math.log(pi) + (k - m) * math.log(1 - pi)
+        parts = [log_w0 + math.log(k - m)] if m < k else []
+        parts += [log_w1 + math.log(m)] if m > 0 else []
+        log_mean = torch.logsumexp(torch.stack(parts), 0) - math.log(k)
+        total = total + math.exp(log_binom) * log_mean
+    return total
     ### END SOLUTION
 
 
 # %%
-# Self-check (exercise 2)
-_x = torch.linspace(-2.0, 3.0, 11, dtype=torch.float64)
-_r = posterior_z1(_x, 0.3, 0.5)
-assert isinstance(_r, torch.Tensor) and _r.shape == _x.shape, "posterior_z1 should return one value per x"
-assert ((_r >= 0) & (_r <= 1)).all(), f"a probability must be in [0, 1]; got min {_r.min():.3g}, max {_r.max():.3g}"
-_bayes = 0.3 * _pdf(0.8, 1, 0.5) / (0.7 * _pdf(0.8, 0, 0.5) + 0.3 * _pdf(0.8, 1, 0.5))
-_got = posterior_z1(torch.tensor([0.8], dtype=torch.float64), 0.3, 0.5).item()
-assert abs(_got - _bayes) < 1e-9, (
-    f"at x=0.8, p=0.3, sigma=0.5, p(z=1|x) should be {_bayes:.6f}, got {_got:.6f}"
-    + (": that is p(z=0|x), swap the two joints" if abs(_got - (1 - _bayes)) < 1e-9 else
-       ": check the prior weights p and 1-p and the two means"))
-assert (_r[1:] >= _r[:-1]).all(), "the posterior of z=1 should increase with x (x is centred on z)"
-_far = posterior_z1(torch.tensor([-1000.0, 1000.0], dtype=torch.float64), 0.3, 0.5)
-assert not torch.isnan(_far).any(), (
-    "NaN at x = +-1000: both densities underflow to 0 and you divide 0 by 0; work with log-densities")
-assert _far[0] < 1e-6 and _far[1] > 1 - 1e-6, f"far left z=0 is certain, far right z=1; got {_far.tolist()}"
-print("exercise 2: self-check passed")
+# Self-check (b)
+_xs = torch.linspace(-2, 3, 11)
+_b1 = iwae_bound(_xs, 0.3, 0.4, 0.5, 1)
+assert torch.is_tensor(_b1) and _b1.shape == _xs.shape, "return one value per x"
+assert torch.allclose(_b1, tm.elbo(_xs, 0.3, 0.4, 0.5), atol=1e-9), \
+    "with k = 1 the bound is the ELBO: check the binomial weights (m = 0: 1 - pi, m = 1: pi) and log w_z"
+_log_px = tm.log_evidence(_xs, 0.4, 0.5)
+_bs = [iwae_bound(_xs, 0.3, 0.4, 0.5, k) for k in (1, 2, 5, 20)]
+for _a, _b in zip(_bs, _bs[1:]):
+    assert (_b >= _a - 1e-9).all(), "L_k should not decrease with k; did you average log w instead of log-averaging w?"
+assert (_bs[-1] <= _log_px + 1e-9).all(), "L_k is a lower bound of log p(x): it can never exceed it"
+_gap20 = (_log_px - _bs[-1]).max().item()
+assert _gap20 < 0.1 * (_log_px - _bs[0]).max().item(), (
+    f"with k = 20 the bound should be much tighter than the ELBO; gap {_gap20:.3f} nats"
+    + ("; it equals the ELBO for every k: you averaged log w (the ELBO) instead of taking the log of the average of w"
+       if torch.allclose(_bs[-1], _bs[0], atol=1e-9) else ""))
+assert torch.isfinite(iwae_bound(torch.tensor([-50.0, 50.0]), 0.3, 0.4, 0.5, 10)).all(), \
+    "not finite at |x| = 50: compute log w_z and use torch.logsumexp, not exp then log"
+print("L_k at x = 0.8, k = 1, 2, 5, 20:", [round(iwae_bound(torch.tensor(0.8), 0.3, 0.4, 0.5, k).item(), 4)
+                                          for k in (1, 2, 5, 20)], "| log p(x) =",
+      round(tm.log_evidence(torch.tensor(0.8), 0.4, 0.5).item(), 4))
 
-# %% grade={"exercise": "posterior", "points": 2}
+# %% grade={"exercise": "iwae_bound", "points": 3}
 ### BEGIN HIDDEN TESTS
-import course_lib.toy_models as _ref
-
-for _p in [0.02, 0.3, 0.5, 0.95]:
-    for _s in [0.1, 0.5, 2.0]:
-        _xg = torch.cat([torch.linspace(-4, 5, 37), torch.tensor([-1e3, -60.0, 60.0, 1e3])]).double()
-        _mine = posterior_z1(_xg, _p, _s)
-        assert not torch.isnan(_mine).any(), f"NaN posterior for p={_p}, sigma={_s} (large |x|?)"
-        assert torch.allclose(_mine, _ref.posterior_z1(_xg, _p, _s), rtol=1e-9, atol=1e-12), \
-            f"posterior differs from the reference for p={_p}, sigma={_s}"
-# decision boundary x = 1/2 - sigma^2 logit(p), and the symmetry z <-> 1-z, x <-> 1-x, p <-> 1-p
-_s, _p = 0.7, 0.2
-_xh = torch.tensor([0.5 - _s**2 * math.log(_p / (1 - _p))], dtype=torch.float64)
-assert abs(posterior_z1(_xh, _p, _s).item() - 0.5) < 1e-9
-_xs = torch.linspace(-3, 3, 13, dtype=torch.float64)
-assert torch.allclose(posterior_z1(_xs, _p, _s), 1 - posterior_z1(1 - _xs, 1 - _p, _s), atol=1e-12)
-assert posterior_z1(torch.randn(2, 5), 0.6, 1.0).shape == (2, 5)
+# a Monte Carlo estimate of L_k, independent of the binomial formula
+_g = torch.Generator().manual_seed(8)
+for _x0, _pi, _p, _s, _k in [(0.8, 0.3, 0.4, 0.5, 4), (-0.4, 0.7, 0.2, 1.0, 7), (1.9, 0.5, 0.6, 0.3, 3)]:
+    _z = (torch.rand(200_000, _k, generator=_g) < _pi).double()
+    _lw = (log_normal(torch.tensor(_x0), _z, _s) + torch.where(_z == 1, math.log(_p), math.log(1 - _p))
+           - torch.where(_z == 1, math.log(_pi), math.log(1 - _pi)))
+    _terms = torch.logsumexp(_lw, 1) - math.log(_k)
+    _mc, _se = _terms.mean(), _terms.std() / math.sqrt(len(_terms))
+    _mine = iwae_bound(torch.tensor([_x0]), _pi, _p, _s, _k)[0]
+    assert abs(_mine - _mc) < 5 * _se + 1e-9, f"L_{_k} = {_mine:.5f}, Monte Carlo {_mc:.5f} ± {_se:.5f}"
+# limit k -> infinity and shapes
+_xx = torch.linspace(-1, 2, 6).reshape(2, 3)
+assert iwae_bound(_xx, 0.4, 0.3, 0.7, 2).shape == (2, 3)
+_gap = {_k: (tm.log_evidence(_xx, 0.3, 0.7) - iwae_bound(_xx, 0.4, 0.3, 0.7, _k)).max().item() for _k in (100, 200)}
+assert 0 < _gap[200] < 4e-3 and 0.4 < _gap[200] / _gap[100] < 0.6, f"the gap should shrink like 1/k: {_gap}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Exercise 3: the ELBO (3 points)
+# ## (c) A score-function gradient with a baseline (3 points)
 #
-# Write `elbo(x, pi, p, sigma)`: the evidence lower bound of the variational distribution $q(z=1 \mid x) = \pi$,
+# A VAE with a *discrete* latent cannot use the reparameterization trick: $z$ does not move continuously with
+# $\pi$. The **score-function** (REINFORCE) estimator still works. Write $\pi = \mathrm{sigmoid}(\ell)$ and
+# $f(z) = \log p_\theta(x, z) - \log q(z \mid x)$, so that $\mathcal{L} = \mathbb{E}_q[f(z)]$. Then
 #
-# $$\mathcal{L} = \mathbb{E}_{q}[\log p(x \mid z)] + \mathbb{E}_{q}[\log p(z)] - \mathbb{E}_{q}[\log q(z \mid x)],
-#   \qquad \mathbb{E}_q[f(z)] = (1-\pi)\, f(0) + \pi\, f(1).$$
+# $$\frac{\partial \mathcal{L}}{\partial \ell} = \mathbb{E}_{z \sim q}\Big[\big(f(z) - b\big)\,
+#   \frac{\partial \log q(z \mid x)}{\partial \ell}\Big], \qquad \frac{\partial \log q(z \mid x)}{\partial \ell} = z - \pi,$$
 #
-# - `x`: a float tensor; `pi`: a float or a tensor that broadcasts with `x`, values in $[0, 1]$ **including 0 and 1**;
-#   `p` ($0 < p < 1$) and `sigma` ($> 0$): floats. Returns the broadcast shape of `x` and `pi`.
-# - At $\pi = 0$ or $1$ a term $0 \cdot \log 0$ appears: its value is 0. `torch.xlogy(a, b)` computes
-#   $a \log b$ and returns 0 when $a = 0$.
-# - Check yourself with the lesson: $\mathcal{L} \le \log p(x)$, with equality at $\pi = p_\theta(z=1 \mid x)$.
+# for any constant **baseline** $b$ (it does not change the mean since $\mathbb{E}_q[z - \pi] = 0$, and the term
+# $\mathbb{E}_q[\partial f / \partial \ell] = -\mathbb{E}_q[\partial \log q / \partial \ell]$ is 0 for the same reason).
+# A good $b$ (close to $\mathbb{E}_q[f]$) makes the estimate less noisy.
+#
+# Write `score_gradient(x, pi, p, sigma, z, baseline)`: `x` a float or scalar tensor, `pi`, `p`, `sigma` floats,
+# `z` a tensor of samples in $\{0, 1\}$ of any shape, `baseline` a float; return one estimate per sample,
+# $(f(z) - b)(z - \pi)$, shaped like `z`.
 
 # %%
-def elbo(x, pi, p, sigma):
-    """ELBO of q(z=1|x) = pi for the toy model, in nats, one value per element."""
+def score_gradient(x, pi, p, sigma, z, baseline):
+    """Per-sample score-function estimates (f(z) - b)(z - pi) of dELBO/d logit(pi)."""
     ### BEGIN SOLUTION
-    pi = torch.as_tensor(pi, dtype=x.dtype)
-    recon = (1 - pi) * log_normal(x, 0.0, sigma) + pi * log_normal(x, 1.0, sigma)   # E_q[log p(x|z)]
-    log_prior = (1 - pi) * math.log(1 - p) + pi * math.log(p)                          # E_q[log p(z)]
-    neg_entropy = torch.xlogy(1 - pi, 1 - pi) + torch.xlogy(pi, pi)                    # E_q[log q(z|x)]
-    return recon + log_prior - neg_entropy
+    log_joint = torch.where(z == 1, math.log(p) + log_normal(x, 1.0, sigma), math.log(1 - p) + log_normal(x, 0.0, sigma))
+    log_q = torch.where(z == 1, math.log(pi), math.log(1 - pi))
+    return (log_joint - log_q - baseline) * (z - pi)
     ### END SOLUTION
 
 
 # %%
-# Self-check (exercise 3)
-import course_lib.toy_models as tm   # the lesson's exact log-evidence and posterior, to check against
+# Self-check (c)
+_x0, _pi, _p, _s = 2.0, 0.3, 0.4, 0.5
+_l = torch.tensor(math.log(_pi / (1 - _pi)), requires_grad=True)
+tm.elbo(torch.tensor(_x0), torch.sigmoid(_l), _p, _s).backward()
+_exact = _l.grad.item()                                            # the true gradient, by autograd on the closed form
+_z = (torch.rand(100_000, generator=torch.Generator().manual_seed(0)) < _pi).double()
+_g0 = score_gradient(_x0, _pi, _p, _s, _z, 0.0)
+assert torch.is_tensor(_g0) and _g0.shape == _z.shape, "return one estimate per sample, shaped like z"
+_se0 = _g0.std() / math.sqrt(len(_g0))
+assert abs(_g0.mean() - _exact) < 5 * _se0, (
+    f"the mean estimate {_g0.mean():.4f} ± {_se0:.4f} should match the exact gradient {_exact:.4f}"
+    + ("; the sign is flipped: d log q / d logit is z - pi" if abs(_g0.mean() + _exact) < 5 * _se0 else
+       "; f(z) = log p(x, z) - log q(z|x) includes log p(z) and - log q(z|x)"))
+_b = tm.elbo(torch.tensor(_x0), _pi, _p, _s).item()                 # baseline: the ELBO itself
+_gb = score_gradient(_x0, _pi, _p, _s, _z, _b)
+assert abs(_gb.mean() - _exact) < 5 * _gb.std() / math.sqrt(len(_gb)), "a constant baseline keeps the estimate unbiased"
+assert _gb.var() < 0.5 * _g0.var(), "with b = ELBO the variance should drop a lot: subtract the baseline from f(z)"
+print(f"exact {_exact:.4f}; no baseline: mean {_g0.mean():.4f}, variance {_g0.var():.3f}; "
+      f"baseline = ELBO: mean {_gb.mean():.4f}, variance {_gb.var():.3f}")
 
-_x, _pi = torch.tensor([0.7], dtype=torch.float64), 0.25
-_expected = sum(w * (math.log(_pdf(0.7, z, 0.5)) + math.log(pz) - math.log(w))
-                for z, w, pz in [(0, 0.75, 0.7), (1, 0.25, 0.3)])
-_got = elbo(_x, _pi, 0.3, 0.5).item()
-assert abs(_got - _expected) < 1e-9, (
-    f"at x=0.7, pi=0.25, p=0.3, sigma=0.5 the ELBO should be {_expected:.6f}, got {_got:.6f}"
-    + ("; you have + E_q[log q]: the entropy term enters with a minus sign"
-       if abs(_got - (_expected + 2 * (0.75 * math.log(0.75) + 0.25 * math.log(0.25)))) < 1e-9 else
-       "; check the three expectations, each weighted by 1-pi (z=0) and pi (z=1)"))
-_ends = elbo(torch.tensor([0.7, 0.7], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64), 0.3, 0.5)
-assert torch.isfinite(_ends).all(), (
-    f"ELBO at pi = 0 and 1 is {_ends.tolist()}: 0 * log 0 gives NaN in floating point; use torch.xlogy")
-_xs = torch.linspace(-2, 3, 21, dtype=torch.float64)
-_log_px = tm.log_evidence(_xs, 0.3, 0.5)
-assert (elbo(_xs, 0.5, 0.3, 0.5) <= _log_px + 1e-12).all(), "the ELBO must never exceed log p(x)"
-_tight = elbo(_xs, tm.posterior_z1(_xs, 0.3, 0.5), 0.3, 0.5)
-assert torch.allclose(_tight, _log_px, atol=1e-9), (
-    "at pi = p(z=1|x) the bound should be tight (ELBO = log p(x)); "
-    f"largest difference {(_tight - _log_px).abs().max():.3g} nats")
-print("exercise 3: self-check passed")
-
-# %% grade={"exercise": "elbo", "points": 3}
+# %% grade={"exercise": "score_gradient", "points": 3}
 ### BEGIN HIDDEN TESTS
-import course_lib.toy_models as _ref
-
-_xg = torch.cat([torch.linspace(-3, 4, 29), torch.tensor([-50.0, 50.0])]).double()[:, None]
-_pig = torch.tensor([0.0, 1e-9, 0.1, 0.5, 0.9, 1 - 1e-9, 1.0], dtype=torch.float64)[None, :]
-for _p, _s in [(0.3, 0.5), (0.9, 2.0), (0.05, 0.2)]:
-    _mine = elbo(_xg, _pig, _p, _s)
-    assert _mine.shape == (31, 7), f"x of shape (31, 1) and pi of shape (1, 7) should broadcast to (31, 7), got {tuple(_mine.shape)}"
-    assert torch.isfinite(_mine).all(), f"ELBO not finite for p={_p}, sigma={_s} (pi = 0 or 1? large |x|?)"
-    assert torch.allclose(_mine, _ref.elbo(_xg, _pig, _p, _s), rtol=1e-10, atol=1e-9), \
-        f"ELBO differs from the reference for p={_p}, sigma={_s}"
-    # key equation: log p(x) - ELBO = KL(q || p(z|x))
-    _gap = _ref.log_evidence(_xg, _p, _s) - _mine
-    assert torch.allclose(_gap, _ref.kl_to_posterior(_xg, _pig, _p, _s), rtol=1e-9, atol=1e-7), \
-        f"log p(x) - ELBO is not KL(q || p(z|x)) for p={_p}, sigma={_s}"
-# a float pi, and gradients flow to pi (what an encoder needs)
-assert elbo(torch.tensor([0.3, 0.9]), 0.4, 0.5, 1.0).shape == (2,)
-_pt = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
-elbo(torch.tensor([0.2, 1.1], dtype=torch.float64), _pt, 0.4, 0.6).sum().backward()
-assert _pt.grad is not None and torch.isfinite(_pt.grad)
+# exact expectation over z in {0, 1}: (1 - pi) g(0) + pi g(1) equals the autograd gradient, for any baseline
+for _x0, _pi, _p, _s in [(0.3, 0.5, 0.3, 0.5), (-1.2, 0.8, 0.6, 1.3), (4.0, 0.1, 0.2, 0.4)]:
+    _l = torch.tensor(math.log(_pi / (1 - _pi)), requires_grad=True)
+    tm.elbo(torch.tensor(_x0), torch.sigmoid(_l), _p, _s).backward()
+    for _b in (0.0, -3.0, 5.0):
+        _g = score_gradient(_x0, _pi, _p, _s, torch.tensor([0.0, 1.0]), _b)
+        assert abs((1 - _pi) * _g[0] + _pi * _g[1] - _l.grad) < 1e-9, f"x={_x0}, pi={_pi}, b={_b}"
+# shapes
+assert score_gradient(0.5, 0.4, 0.3, 0.5, torch.ones(3, 4), 0.0).shape == (3, 4)
+# the variance-minimising constant baseline is E[f (z-pi)^2] / E[(z-pi)^2]; it beats b = 0
+_x0, _pi, _p, _s = 1.5, 0.2, 0.5, 0.5
+_g0 = score_gradient(_x0, _pi, _p, _s, torch.tensor([0.0, 1.0]), 0.0)
+_var = lambda g: (1 - _pi) * g[0] ** 2 + _pi * g[1] ** 2 - ((1 - _pi) * g[0] + _pi * g[1]) ** 2
+_f = _g0 / (torch.tensor([0.0, 1.0]) - _pi)
+_w = torch.tensor([1 - _pi, _pi]) * (torch.tensor([0.0, 1.0]) - _pi) ** 2
+_b_star = (_w * _f).sum() / _w.sum()
+assert _var(score_gradient(_x0, _pi, _p, _s, torch.tensor([0.0, 1.0]), _b_star.item())) < _var(_g0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## What you wrote
 #
-# - `log_evidence`: the quantity we want to maximise, tractable here because $z$ takes two values.
-# - `posterior_z1`: what an encoder should output; it needs the evidence, so in a VAE it is approximated by $q_\phi(z \mid x)$.
-# - `elbo`: the bound a VAE maximises instead; its gap to `log_evidence` is $\mathrm{KL}(q \,\|\, p_\theta(z \mid x))$.
+# - `m_step`: EM for the whole model, $p$ and $\sigma$; each iteration raises the ELBO and, with the E-step, the likelihood.
+# - `iwae_bound`: a bound between the ELBO ($k = 1$) and $\log p_\theta(x)$ ($k \to \infty$); lesson 5 uses its Monte Carlo version to evaluate VAEs.
+# - `score_gradient`: gradients through a discrete latent; the baseline is the first of many variance-reduction tricks (lesson 3 compares it with the pathwise gradient of continuous latents).
