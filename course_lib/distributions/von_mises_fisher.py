@@ -102,6 +102,13 @@ def log_bessel_iv(v, kappa: torch.Tensor) -> torch.Tensor:
     return out.to(out_dtype)
 
 
+def _log_iv_pair(v: float, k: torch.Tensor):
+    """(log I_v(k), log I_{v+1}(k)) in float64 from one call (the two orders stacked)."""
+    both = log_bessel_iv(torch.tensor([v, v + 1.0], dtype=_WORK, device=k.device).reshape(2, *([1] * k.dim())),
+                         k.to(_WORK).unsqueeze(0))
+    return both[0], both[1]
+
+
 def bessel_ratio(v, kappa: torch.Tensor) -> torch.Tensor:
     r"""A_v(kappa) = I_{v+1}(kappa) / I_v(kappa), from the difference of two log-Bessel values.
 
@@ -110,9 +117,8 @@ def bessel_ratio(v, kappa: torch.Tensor) -> torch.Tensor:
     """
     kappa = torch.as_tensor(kappa)
     out_dtype = kappa.dtype if kappa.is_floating_point() else torch.get_default_dtype()
-    k = kappa.to(_WORK)
-    v = torch.as_tensor(v, dtype=_WORK, device=k.device)
-    return torch.exp(log_bessel_iv(v + 1, k) - log_bessel_iv(v, k)).to(out_dtype)
+    log_i, log_i1 = _log_iv_pair(float(v), kappa.to(_WORK))
+    return torch.exp(log_i1 - log_i).to(out_dtype)
 
 
 def log_sphere_area(m: int) -> float:
@@ -136,10 +142,16 @@ def vmf_kl_uniform(m: int, kappa: torch.Tensor) -> torch.Tensor:
     depend on mu. Clamped at 0 (rounding can give -1e-16 when kappa -> 0).
     """
     kappa = torch.as_tensor(kappa)
-    k = kappa.to(_WORK)
-    v = 0.5 * m - 1
-    kl = k * bessel_ratio(v, k) + vmf_log_normalizer(m, k) + log_sphere_area(m)
+    kl = -_vmf_entropy(m, kappa.to(_WORK)) + log_sphere_area(m)
     return kl.clamp_min(0.0).to(kappa.dtype if kappa.is_floating_point() else torch.get_default_dtype())
+
+
+def _vmf_entropy(m: int, k: torch.Tensor) -> torch.Tensor:
+    """H = -log C_m(k) - k A(k), float64, from one pair of log-Bessel values."""
+    v = 0.5 * m - 1
+    log_i, log_i1 = _log_iv_pair(v, k)
+    log_c = v * torch.log(k) - 0.5 * m * math.log(2 * math.pi) - log_i
+    return -log_c - k * torch.exp(log_i1 - log_i)
 
 
 # ------------------------------------------------------------------------------------------
@@ -386,9 +398,7 @@ class VonMisesFisher(Distribution):
 
     def entropy(self) -> torch.Tensor:
         """H = -log C_m(kappa) - kappa A_{m/2-1}(kappa)."""
-        k = self.scale.to(_WORK)
-        h = -vmf_log_normalizer(self.m, k) - k * bessel_ratio(0.5 * self.m - 1, k)
-        return h.to(self.loc.dtype)
+        return _vmf_entropy(self.m, self.scale.to(_WORK)).to(self.loc.dtype)
 
     # --- sampling --------------------------------------------------------------------------
     def rsample(self, sample_shape=torch.Size(), gradient: str = "implicit", generator=None) -> torch.Tensor:
