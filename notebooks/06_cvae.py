@@ -249,7 +249,7 @@ assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the 
 # $$y_t = (1 - t)\, \mathrm{onehot}(a) + t\, \mathrm{onehot}(b), \qquad t \in [0, 1],$$
 #
 # asks for "partly $a$, partly $b$" (use 4 of the slides). The model never saw such labels: what comes out is an
-# extrapolation, often a plausible hybrid. At $t = 0$ and $t = 1$ it is exactly the hard label.
+# extrapolation, a hybrid or two digits on top of each other. At $t = 0$ and $t = 1$ it is exactly the hard label.
 
 # %%
 ts = torch.linspace(0, 1, 9)
@@ -273,9 +273,10 @@ assert (p_b[:, -1] > p_b[:, 0] + 0.5).all(), "the classifier moves from a to b"
 class_mixer(cvae.generate, z_fixed[3:6], classifier=classifier)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# Pairs that share strokes (4-9, 1-7, 3-8, 5-6) morph; distant pairs (0-1) tend to superimpose. The CVAE was
-# trained only on one-hot y, so t = 0.5 is outside its data: no guarantee. Question: "how would you train for
-# mixtures?" Answer: show it soft labels (e.g. label smoothing, or mixup of images and labels).
+# Let the room judge the middle columns: which pair gives one believable hybrid, which shows two digits on top of each
+# other? (Pairs that share strokes, like 4-9 or 3-8, are the usual candidates for hybrids.) The CVAE was trained only
+# on one-hot y, so t = 0.5 is outside its data: no guarantee. Question: "how would you train for mixtures?"
+# Answer: show it soft labels (e.g. label smoothing, or mixup of images and labels).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Probabilistic prediction: complete a digit
@@ -383,10 +384,11 @@ with torch.no_grad():
 
 @torch.no_grad()
 def scores(x):
-    """FID to the real test digits, IS, and the classifier's predictions for generated digits x."""
+    """FID to the real test digits, IS, mean confidence max_y p(y|x), and the predicted classes of digits x."""
     f = classifier.features(x)
     probs = torch.softmax(classifier.head(f), dim=1)
-    return ev.fid(real_features, f), ev.inception_score_from_probs(probs), probs.argmax(1)
+    fid, inception = ev.fid(real_features, f), ev.inception_score_from_probs(probs)
+    return fid, inception, probs.max(1).values.mean().item(), probs.argmax(1)
 
 
 requested = torch.arange(10, device=device).repeat_interleave(N_PER_CLASS)
@@ -395,35 +397,38 @@ acc = []
 for s in SEEDS:
     c, v = (cvae, vae) if s == SEEDS[0] else train_pair(s)[:2]
     g = torch.Generator().manual_seed(100 + s)
-    fid_c, is_c, predicted = scores(c.sample(len(requested), requested, generator=g))
-    fid_v, is_v, _ = scores(v.sample(len(requested), generator=g))
-    table["CVAE"].append((fid_c, is_c))
-    table["VAE"].append((fid_v, is_v))
+    *row_c, predicted = scores(c.sample(len(requested), requested, generator=g))
+    *row_v, _ = scores(v.sample(len(requested), generator=g))
+    table["CVAE"].append(row_c)
+    table["VAE"].append(row_v)
     acc.append((predicted == requested).float().view(10, N_PER_CLASS).mean(1).cpu())
 acc = torch.stack(acc)                                  # (seeds, classes)
 
 # %% slideshow={"slide_type": "subslide"}
 fid_real = ev.fid(real_features, classifier.features(data.images[:len(test)]))
-print(f"{'model':<6}{'FID-digits':>18}{'IS-digits':>16}   ({len(SEEDS)} seeds: mean ± std)")
+print(f"{'model':<6}{'FID-digits':>18}{'IS-digits':>16}{'confidence':>16}   ({len(SEEDS)} seeds: mean ± std)")
 for name, rows in table.items():
     t = torch.tensor(rows)
-    print(f"{name:<6}{t[:, 0].mean():>11.1f} ± {t[:, 0].std():<5.1f}{t[:, 1].mean():>9.2f} ± {t[:, 1].std():.2f}")
+    print(f"{name:<6}{t[:, 0].mean():>11.1f} ± {t[:, 0].std():<5.1f}{t[:, 1].mean():>9.2f} ± {t[:, 1].std():.2f}"
+          f"{t[:, 2].mean():>9.2f} ± {t[:, 2].std():.2f}")
 print(f"real training digits: FID {fid_real:.1f}, IS {ev.inception_score(test.images, classifier):.2f}")
 print(f"CVAE: requested digit recognised {acc.mean():.1%} of the time (per seed: "
       f"{', '.join(f'{a:.1%}' for a in acc.mean(1))})")
 fig, ax = plt.subplots(figsize=(10, 4.2))
 accuracy_bars(acc, ax=ax, title="Does the CVAE respect the condition? Classifier accuracy per requested class")
 plt.show()
-fid_c, is_c = torch.tensor(table["CVAE"]).T
-fid_v, is_v = torch.tensor(table["VAE"]).T
+fid_c, is_c, conf_c = torch.tensor(table["CVAE"]).T
+fid_v, is_v, conf_v = torch.tensor(table["VAE"]).T
 assert acc.mean() >= 0.9, "quick-mode target: the requested digit is recognised at least 90 % of the time"
 assert fid_c.max() < fid_v.min() and is_c.min() > is_v.max(), "the CVAE beats the VAE of the same size on every seed"
+assert conf_c.min() > conf_v.max(), "the classifier is more confident on the CVAE's digits"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Why is the CVAE so much better on FID and IS with the same networks? With d = 2 the VAE must squeeze class and
-# style into two numbers: many of its samples fall between classes (blurry hybrids, low classifier confidence, low IS)
-# and the classes are not balanced. The CVAE gets the class for free, and we ask for 100 digits of each class, so
-# p(y) is flat by construction: part of its IS comes from our request, not from the model. Question: "a model that
+# style into two numbers (section 4): its samples often fall between classes, so the classifier is less confident
+# on them (the "confidence" column) and the IS drops. The CVAE gets the class for free, and we ask for the same
+# number of digits of each class, so p(y) is flat by construction: part of its IS comes from our request, not from
+# the model. Question: "a model that
 # outputs the same perfect 7 whenever asked for a 7: accuracy? IS? FID?" Accuracy 100 %, IS high, but a bad FID
 # (no diversity within a class): the exercises measure the FID per class.
 
@@ -445,4 +450,8 @@ assert fid_c.max() < fid_v.min() and is_c.min() > is_v.max(), "the CVAE beats th
 #   *Improved Techniques for Training GANs*, NeurIPS 2016 (IS).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels (suite)*, CNAM ("VAE conditionnels", "Évaluation des VAE conditionnels").
 #
-# **What we got** (quick mode, printed above): see the README's table for this lesson; full mode on a GPU: not measured.
+# **What we got** (quick mode, 4,000 training digits, d = 2, 8 epochs; CPU): the requested digit is recognised
+# 94 % of the time (3 seeds: 92 %, 96 %, 95 %); FID-digits 432 ± 90 (CVAE) vs 738 ± 65 (VAE of the same size),
+# IS-digits 7.6 ± 0.6 vs 3.3 ± 0.2 (real digits: FID 4.5, IS 9.3); test -ELBO about 145.5 and IWAE -log p(x|y) 144.1
+# nats (240 with a wrong label); lower half given upper half: 58.9 nats (CVAE, IWAE) vs 75.1 (deterministic network).
+# FID/IS use the course classifier, not Inception: not comparable with papers. Full mode on a GPU: not measured.
