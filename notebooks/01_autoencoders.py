@@ -156,6 +156,7 @@ def bce_naive(logits, x):
     return -(x * torch.log(p) + (1 - x) * torch.log(1 - p))
 
 
+# %% slideshow={"slide_type": "subslide"}
 l_ = torch.linspace(-8, 8, 161, dtype=torch.float64)
 x_ = torch.rand(161, dtype=torch.float64, generator=generator)
 assert torch.allclose(bce_with_logits(l_, x_), bce_naive(l_, x_), atol=1e-10), "same formula where both are finite"
@@ -266,6 +267,7 @@ with torch.no_grad():
 
 fig = ae_figures.penalty_maps(xs, xh, maps)
 
+# %% slideshow={"slide_type": "subslide"}
 assert torch.allclose(maps["(x - x_hat)^2"].flatten(1).sum(1), per_example["mse"], rtol=1e-5)
 assert torch.allclose(maps["|x - x_hat|"].flatten(1).sum(1), per_example["mae"], rtol=1e-5)
 assert (per_example["mae"] >= per_example["mse"]).all(), "|e| >= e^2 when |e| <= 1: the MAE is the larger sum"
@@ -375,6 +377,7 @@ print(f"{'model (d = ' + str(LATENT) + ')':<24} {'parameters':>10} {'test MSE pe
 for k, (p, e) in table.items():
     print(f"{k:<24} {p:>10,} {e:>20.3f}")
 
+# %% slideshow={"slide_type": "subslide"}
 fig = ae_figures.model_bars(table, LATENT)
 assert table["convolutional AE"][0] < table["fully connected AE"][0], "weight sharing: fewer parameters"
 assert table["convolutional AE"][1] < min(table[k][1] for k in table if k != "convolutional AE"), \

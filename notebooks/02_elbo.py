@@ -277,7 +277,8 @@ assert torch.allclose(tm.kl_on_grid(log_p, log_q[40, 10], z), forward[40, 10]), 
 #
 # $$\log p_\theta(x) \;\ge\; \mathbb{E}_{q_\phi(z \mid x)}\big[\log p_\theta(x, z) - \log q_\phi(z \mid x)\big]
 #   =: \mathcal{L}(\theta, \phi; x) \tag{3}$$
-#
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # With $\log p_\theta(x, z) = \log p_\theta(x \mid z) + \log p(z)$ the bound splits into the two terms of the
 # VAE loss, the second a KL divergence (1):
 #
@@ -304,7 +305,8 @@ assert torch.allclose(tm.kl_on_grid(log_p, log_q[40, 10], z), forward[40, 10]), 
 # Rearranged, this is the **key equation** (Doersch 2016; Kingma & Welling 2014, eq. 1):
 #
 # $$\boxed{\;\log p_\theta(x) = \mathcal{L}(\theta, \phi; x) + \mathrm{KL}\big(q_\phi(z \mid x) \,\|\, p_\theta(z \mid x)\big)\;}$$
-#
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # - the KL is $\ge 0$ (Gibbs), so $\mathcal{L} \le \log p_\theta(x)$ (Jensen again);
 # - the **gap** is exactly how far $q_\phi$ is from the true posterior: the bound is tight iff $q_\phi(z \mid x) = p_\theta(z \mid x)$;
 # - maximising $\mathcal{L}$ over $\phi$ pushes $q_\phi$ towards the posterior; over $\theta$, it pushes the evidence up.
@@ -498,6 +500,7 @@ def fit_by_gradient(encoder_params, encoder, steps, lr=0.05):
     return torch.stack(path), -loss.detach()
 
 
+# %% slideshow={"slide_type": "subslide"}
 w = torch.zeros((), requires_grad=True)
 b = torch.zeros((), requires_grad=True)
 amortised_path, amortised_elbo = fit_by_gradient([w, b], lambda x: torch.sigmoid(w * x + b), N_STEPS)
@@ -570,6 +573,8 @@ with torch.no_grad():
     q_linear = torch.sigmoid(w * x_fit + b)                                      # the encoder of (b)
     q_shared = pi_g[elbo(x_fit[None, :], pi_g, p_mle, SIGMA).mean(1).argmax()]   # the best shared pi at p_mle
 gaps = {"linear encoder (b)": q_linear, "shared pi (c)": q_shared.expand_as(x_fit)}
+
+# %% slideshow={"slide_type": "subslide"}
 for name, q in gaps.items():
     total = kl_to_posterior(x_fit, q, p_mle, SIGMA).mean()                       # inference gap, as a KL
     approx, amort = lp - best_bern, best_bern - elbo(x_fit, q, p_mle, SIGMA).mean()
