@@ -275,3 +275,62 @@ def test_errors_say_what_to_do():
 def test_lesson7_config_quick_sizes():
     cfg = lesson7_config()
     assert cfg["model"]["num_codes"] == 32 and cfg["model"]["ema"] and cfg["model"]["restart_after"]
+
+
+# --- the lesson's callback and widget logic ------------------------------------------------------------
+
+def test_watch_codes_logs_scale_changes_and_dead_codes(one_thread):
+    from course_lib.models.vqvae import watch_codes
+    from course_lib.train import History
+
+    torch.manual_seed(0)
+    model = VQVAE((1, 28, 28), num_codes=8, code_dim=4, hidden=8, ema=False, restart_after=None)
+    probe = (torch.rand(6, 1, 28, 28) < 0.3).float()
+    cb, hist = watch_codes(probe), History()
+    cb(model, 1, hist)
+    cb(model, 2, hist)                                    # nothing changed in between
+    z = model.encode_latent(probe).detach()
+    assert hist.train["z_norm"][-1] == pytest.approx(float(z.pow(2).sum((1, 2, 3)).mean()), rel=1e-5)
+    assert math.isnan(hist.train["codes_changed"][0]) and hist.train["codes_changed"][1] == 0.0
+    idx = model.encode_indices(probe)
+    assert hist.train["dead_codes"][-1] == float((code_histogram(idx, 8) == 0).sum())
+    with torch.no_grad():                                 # move every code far away but one: all positions switch
+        model.quantizer.codebook.add_(1000.0)
+        model.quantizer.codebook[5] = 0.0
+    cb(model, 3, hist)
+    assert hist.train["dead_codes"][-1] == 7 and hist.train["probe_perplexity"][-1] == pytest.approx(1.0)
+    assert hist.train["codes_changed"][-1] == pytest.approx(float((idx != 5).float().mean()))
+
+
+def test_edit_code_grid_and_code_patches():
+    from course_lib.vq_widgets import code_patches, edit_code_grid
+
+    grid = torch.zeros(7, 7, dtype=torch.long)
+    edited = edit_code_grid(grid, 2, 5, 9)
+    assert edited[2, 5] == 9 and (edited != grid).sum() == 1 and grid.sum() == 0
+    with pytest.raises(ValueError, match="outside"):
+        edit_code_grid(grid, 7, 0, 1)
+    # images whose cell (r, c) has value 10 r + c; code = 0 everywhere except code 1 at (3, 4)
+    images = torch.zeros(1, 1, 28, 28)
+    for r in range(7):
+        for c in range(7):
+            images[0, 0, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = 10 * r + c
+    indices = torch.zeros(1, 7, 7, dtype=torch.long)
+    indices[0, 3, 4] = 1
+    patches = code_patches(images, indices, num_codes=3, context=1)
+    assert patches.shape == (3, 1, 12, 12)
+    assert torch.equal(patches[1, 0, 4:8, 4:8], torch.full((4, 4), 34.0)), "the centre of the patch is the code's cell"
+    assert torch.equal(patches[1, 0, 0:4, 0:4], torch.full((4, 4), 23.0)), "its upper-left neighbour cell"
+    assert torch.equal(patches[2], torch.zeros(1, 12, 12)), "an unused code has a zero patch"
+
+
+def test_code_grid_editor_builds_without_a_frontend():
+    pytest.importorskip("ipywidgets")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib.vq_widgets import code_grid_editor
+
+    model = VQVAE((1, 28, 28), num_codes=4, code_dim=3, hidden=8).eval()
+    w = code_grid_editor(model, torch.zeros(7, 7, dtype=torch.long))
+    assert [c.description for c in w.children[:3]] == ["row", "column", "code"]

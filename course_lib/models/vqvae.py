@@ -39,7 +39,7 @@ from .layers import check_input
 
 __all__ = ["VectorQuantizer", "EMAVectorQuantizer", "VQVAE", "VQOutput", "nearest_codes", "codebook_loss",
            "commitment_loss", "straight_through", "perplexity", "code_histogram", "lesson7_vqvae",
-           "lesson7_config"]
+           "lesson7_config", "watch_codes"]
 
 
 # --- the math of the lesson, one small function each ------------------------------------------------------
@@ -368,6 +368,37 @@ class VQVAE(nn.Module):
         return self.decode_indices(self.encode_indices(x))
 
 
+# --- watching the codes during training --------------------------------------------------------------------
+
+def watch_codes(probe: torch.Tensor):
+    """A ``fit`` callback that logs, after every epoch, on the fixed images ``probe``:
+
+    - ``z_norm``: mean ||z_e(x)||^2 per image (the encoder's scale: it drifts without commitment);
+    - ``codes_changed``: fraction of the probe's grid positions whose code changed since the last epoch
+      (NaN at the first epoch);
+    - ``dead_codes``: codes that no probe position uses; ``probe_perplexity``: perplexity of the probe's codes.
+
+    The values go into ``history.train``, so they are saved with the checkpoint.
+    """
+    state = {}
+
+    @torch.no_grad()
+    def log_codes(model, epoch, history):
+        x = probe.to(next(model.parameters()).device)
+        z_norm = model.encode_latent(x).float().pow(2).flatten(1).sum(1).mean()
+        idx = model.encode_indices(x)
+        prev = state.get("indices")
+        changed = float("nan") if prev is None or prev.shape != idx.shape else float((idx != prev).float().mean())
+        state["indices"] = idx
+        k = model.num_codes
+        for name, value in [("z_norm", float(z_norm)), ("codes_changed", changed),
+                            ("dead_codes", float((code_histogram(idx, k) == 0).sum())),
+                            ("probe_perplexity", float(perplexity(idx, k)))]:
+            history.train.setdefault(name, []).append(value)
+
+    return log_codes
+
+
 # --- the lesson's main model (lesson 8 loads it) -------------------------------------------------------------
 
 def lesson7_config() -> dict:
@@ -391,10 +422,11 @@ def lesson7_vqvae(train, device=None, progress: bool = True):
       after 20 / 100 unused steps, beta = 0.25.
     - Trained on **dynamically binarized** pixels (``transform=binarize_dynamic``) with a Bernoulli
       decoder: encode binarized images (``binarize_static(x)``) to get the codes the model saw.
-    - ``fit(..., checkpoint="lesson07-vqvae")``: load-or-train. Use ``model.encode_indices(x)`` ->
+    - ``fit(..., checkpoint="lesson07-vqvae")``: load-or-train; ``history.train`` also holds the
+      :func:`watch_codes` diagnostics on the first 500 training images. Use ``model.encode_indices(x)`` ->
       (B, 7, 7) int64 in 0..K-1 and ``model.decode_indices(indices)`` -> (B, 1, 28, 28) probabilities.
     """
-    from ..data import binarize_dynamic
+    from ..data import binarize_dynamic, binarize_static
     from ..runtime import seed_everything
     from ..train import fit
 
@@ -403,6 +435,6 @@ def lesson7_vqvae(train, device=None, progress: bool = True):
     model = VQVAE(tuple(train.shape), **cfg["model"])
     history = fit(model, train, epochs=cfg["train"]["epochs"], batch_size=cfg["train"]["batch_size"],
                   lr=cfg["train"]["lr"], transform=binarize_dynamic, device=device, checkpoint="lesson07-vqvae",
-                  progress=progress)
+                  callbacks=[watch_codes(binarize_static(train.images[:500]))], progress=progress)
     model.eval()
     return model, history
