@@ -3,13 +3,15 @@
     build [--check]        regenerate notebooks/*.ipynb, solutions/*.ipynb and exercises/
     notebooks [--check]    only the .ipynb beside each py:percent source
     exercises [--check]    only exercises/ from solutions/
-    grade SUB.ipynb ...    grade submissions (--csv FILE, --solutions DIR, --timeout S)
+    grade SUB.ipynb|DIR ... grade submissions (--csv FILE, --jobs N, --exercise STEM, ...; see --help)
+    release DIR            what a student gets, without solutions/
     bench [args ...]       course_lib.bench
     pretrain [--quick]     run every lesson once so that its trained models are cached
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -92,22 +94,40 @@ def _build(args) -> int:
 def _grade(args) -> int:
     from . import grading
 
-    results = grading.grade(
-        args.submissions,
-        solutions_dir=args.solutions,
-        timeout=args.timeout,
-        cell_timeout=args.cell_timeout,
-        quiet=args.quiet,
-    )
+    try:
+        results = grading.grade(
+            args.submissions, solutions_dir=args.solutions, timeout=args.timeout, cell_timeout=args.cell_timeout,
+            quiet=args.quiet, jobs=args.jobs, csv_path=args.csv, exercise=args.exercise, keep_dir=args.feedback,
+            progress=not args.quiet, memory_mb=args.memory_mb,
+            isolate={"auto": None, "require": True, "off": False}[args.isolation])
+    except OSError as e:  # the CSV or feedback path cannot be written: said before any grading
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.csv:
-        grading.write_csv(results, args.csv)
         print(f"wrote {args.csv}")
+    if args.gradebook:
+        grading.write_gradebook(results, args.gradebook)
+        print(f"wrote {args.gradebook}")
+    if args.feedback:
+        print(f"feedback and executed notebooks in {args.feedback}/")
     failed = sorted({r.submission for r in results if r.status == "error"})
     graded = len({r.submission for r in results}) - len(failed)
     total = sum(r.points for r in results if r.status != "error")
     print(f"graded {graded} submission(s), {grading._num(total)} point(s) in all", end="")
     print(f"; could not grade {len(failed)}: {', '.join(failed)}" if failed else "")
     return 2 if failed else 0
+
+
+def _release(args) -> int:
+    from .release import release
+
+    try:
+        written = release(args.folder, root=_root(args), force=args.force)
+    except (FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote the student release to {args.folder} ({written} files, no solutions)")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,14 +150,34 @@ def _parser() -> argparse.ArgumentParser:
     with_check(sub.add_parser("exercises", help="regenerate exercises/ from solutions/"), force=False).set_defaults(
         func=_exercises
     )
-    g = sub.add_parser("grade", help="grade submitted exercise notebooks")
-    g.add_argument("submissions", nargs="+", metavar="SUBMISSION.ipynb")
-    g.add_argument("--csv", metavar="FILE", help="also write submission,exercise,points,max_points to FILE")
-    g.add_argument("--solutions", default="solutions", metavar="DIR", help="solution notebooks (default: solutions)")
-    g.add_argument("--timeout", type=float, default=600, metavar="SECONDS", help="wall-clock limit per submission")
-    g.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS", help="limit per cell (optional)")
-    g.add_argument("--quiet", action="store_true", help="no per-submission tables")
+    g = sub.add_parser("grade", help="grade submitted exercise notebooks",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Grade submissions (notebooks, or folders of them). Each runs alone, in its own "
+                                   "folder, with limits; the hidden tests' values are judged in the grader.")
+    g.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, or folders holding them")
+    g.add_argument("--csv", metavar="FILE", help="write submission,exercise,points,max_points,status,message rows "
+                                                 "to FILE as each submission finishes")
+    g.add_argument("--gradebook", metavar="FILE", help="also write one row per submission, one column per exercise")
+    g.add_argument("--feedback", metavar="DIR", default="feedback",
+                   help="a feedback file and the executed notebook per submission")
+    g.add_argument("--solutions", default="solutions", metavar="DIR", help="solution notebooks")
+    g.add_argument("--exercise", metavar="STEM", help="grade every submission as this exercise notebook "
+                                                       "(e.g. 03_vae), whatever the file names")
+    g.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
+                   help="wall-clock limit per submission (kernel start not counted)")
+    g.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="limit per cell; like --timeout, a cell over it stops the submission")
+    g.add_argument("--memory-mb", type=float, default=4096, metavar="MB", help="memory limit of each kernel")
+    g.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N", help="submissions graded at once")
+    g.add_argument("--isolation", choices=("auto", "require", "off"), default="auto",
+                   help="Linux namespaces: where available (auto), required, or not used")
+    g.add_argument("--quiet", action="store_true", help="no per-submission tables and no progress bar")
     g.set_defaults(func=_grade)
+    r = sub.add_parser("release", help="write what a student gets (lessons, exercises, course_lib) without solutions")
+    r.add_argument("folder", metavar="DIR")
+    r.add_argument("--root", help="the course repository (default: the one course_lib lives in)")
+    r.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
+    r.set_defaults(func=_release)
     sub.add_parser("bench", help="benchmarks (course_lib.bench); arguments are passed on", add_help=False)
     sub.add_parser("pretrain", help="run every lesson once (full mode) so its models are cached", add_help=False)
     return parser

@@ -1,21 +1,36 @@
-"""Grading round trips: real kernels, exact points, time limits, unreadable submissions, CSV."""
+"""The grader against honest, wrong, broken and adversarial submissions (real kernels).
+
+The fixture course has three exercises: add (2 points), square (3), double (1, with torch).
+One class of submissions is graded once (module fixture, two at a time) and each test reads
+its rows; the cases that need their own run (limits, interruption, serial vs parallel) run
+alone.
+"""
 import copy
 import csv
+import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from course_lib import exercises, grading, notebooks
+from course_lib import exercises, grading, notebooks, sandbox
 from course_lib.__main__ import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "solutions" / "01_demo.py"
 ADD = "def add(a, b):\n    return a + b"
 SQUARE = "def square(x):\n    return x * x"
+DOUBLE = "import torch\n\n\ndef double(t):\n    return 2 * t"
+FULL = {"add": 2, "square": 3, "double": 1}
+ISOLATED = sandbox.isolation_available()
+needs_isolation = pytest.mark.skipif(not ISOLATED, reason="Linux user namespaces (unshare) are not available here")
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
@@ -36,162 +51,315 @@ def exercise(course):
 
 def solve(nb, name, code):
     """Put ``code`` in place of the stubbed function ``name``."""
-    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(f"def {name}("))
+    cell = next(c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source)
     cell.source = code
     return nb
+
+
+def honest(course):
+    return solve(solve(solve(exercise(course), "add", ADD), "square", SQUARE), "double", DOUBLE)
 
 
 def grade_index(nb, name):
     return next(i for i, c in enumerate(nb.cells) if c.metadata.get("grade", {}).get("exercise") == name)
 
 
-def save(course, nb, name):
-    path = course / "subs" / name
+def after(nb, name, code):
+    """Insert a code cell right after exercise ``name``'s grade cell."""
+    nb.cells.insert(grade_index(nb, name) + 1, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def before(nb, name, code):
+    nb.cells.insert(grade_index(nb, name), nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def save(folder, nb, name):
+    path = Path(folder) / name
     nbformat.write(nb, path)
     return str(path)
 
 
-def points(results):
-    return {(Path(r.submission).name, r.exercise): (r.points, r.max_points) for r in results}
+def scores(results, sub=None):
+    return {r.exercise: r.points for r in results if sub is None or r.submission == sub}
+
+
+def rows_of(results, sub):
+    return [r for r in results if r.submission == sub]
+
+
+LINGER = ("import subprocess, sys\n"
+          "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)  # lingering-{tag}'],"
+          " start_new_session=True)")
+
+
+def running(tag: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"lingering-{tag}".encode() in (entry / "cmdline").read_bytes():
+                    return True
+            except OSError:
+                pass
+    return False
 
 
 @pytest.fixture(scope="module")
-def batch(course):
-    """Grade several submissions in one call (each in its own kernel)."""
-    subs = {}
-    shutil.copy(course / "solutions" / "01_demo.ipynb", course / "subs" / "01_demo.ipynb")
-    subs["solution"] = str(course / "subs" / "01_demo.ipynb")  # found by file name (no metadata)
-    subs["untouched"] = save(course, exercise(course), "untouched.ipynb")  # found by metadata
-    subs["one_right"] = save(course, solve(exercise(course), "square", SQUARE), "one_right.ipynb")
-
-    # add passes the visible self-check but not the hidden tests; the student also guts the grade
-    # cell and raises its points: the grader must run the real tests for the real points.
-    nb = solve(solve(exercise(course), "add", "def add(a, b):\n    return 3"), "square", SQUARE)
+def klass(course, tmp_path_factory):
+    """A class of submissions, graded once, two at a time, with feedback kept."""
+    subs = course / "subs"
+    s = {}
+    shutil.copy(course / "solutions" / "01_demo.ipynb", subs / "01_demo.ipynb")
+    s["solution"] = str(subs / "01_demo.ipynb")                        # found by file name
+    s["untouched"] = save(subs, exercise(course), "untouched.ipynb")   # found by metadata
+    s["one_right"] = save(subs, solve(exercise(course), "square", SQUARE), "one_right.ipynb")
+    # Passes the self-check of add but not its hidden tests, guts the grade cell and raises its points.
+    nb = solve(honest(course), "add", "def add(a, b):\n    return 3")
     nb.cells[grade_index(nb, "add")].source = "pass"
     nb.cells[grade_index(nb, "add")].metadata["grade"]["points"] = 100
     nb.cells[grade_index(nb, "square")].metadata["tags"] = ["skip-execution"]
-    subs["tampered"] = save(course, nb, "tampered.ipynb")
-
-    # Grade cell deleted: it is put back at the end.
-    nb = solve(solve(exercise(course), "add", ADD), "square", SQUARE)
+    s["tampered"] = save(subs, nb, "tampered.ipynb")
+    nb = honest(course)
     del nb.cells[grade_index(nb, "square")]
-    subs["deleted"] = save(course, nb, "deleted_grade_cell.ipynb")
-
-    # The kernel dies after exercise 1.
-    nb = solve(solve(exercise(course), "add", ADD), "square", SQUARE)
-    nb.cells.insert(grade_index(nb, "add") + 1, nbformat.v4.new_code_cell("import os\nos._exit(1)"))
-    subs["crash"] = save(course, nb, "crash.ipynb")
-
-    (course / "subs" / "garbage.ipynb").write_text("this is not a notebook\n")
-    subs["garbage"] = str(course / "subs" / "garbage.ipynb")
-    subs["missing"] = str(course / "subs" / "does_not_exist.ipynb")
-    order = ["solution", "missing", "untouched", "one_right", "garbage", "tampered", "deleted", "crash"]
+    s["deleted"] = save(subs, nb, "deleted_grade_cell.ipynb")
+    s["crash"] = save(subs, after(honest(course), "add", "import os\nos._exit(1)"), "crash.ipynb")
+    # A correct notebook under another name, its metadata stripped: found by its exercises.
+    nb = honest(course)
+    nb.metadata.pop("course", None)
+    s["renamed"] = save(subs, nb, "homework_alice.ipynb")
+    # Patching tricks: every one leaves wrong answers that the kernel's own checks would pass.
+    wrong = "def add(a, b):\n    return 0"
+    s["allclose"] = save(subs, solve(solve(exercise(course), "add", wrong), "double",
+                                     "import torch\ntorch.allclose = lambda *a, **k: True\n"
+                                     "torch.Tensor.all = lambda self, *a, **k: torch.tensor(True)\n"
+                                     "def double(t):\n    return t"), "patch_allclose.ipynb")
+    s["transformer"] = save(subs, before(solve(exercise(course), "add", wrong), "add",
+                                         "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])"),
+                            "input_transformer.ipynb")
+    s["record"] = save(subs, before(solve(exercise(course), "add", wrong), "add",
+                                    "import course_lib.checks as c\nc.record = lambda *a, **k: None\n"
+                                    "import builtins\nbuiltins.record = lambda *a, **k: None\nrecord = builtins.record"),
+                       "patch_record.ipynb")
+    s["eq"] = save(subs, solve(exercise(course), "add", "class Yes(int):\n    def __eq__(self, other):\n        return True\n"
+                                                        "    __hash__ = int.__hash__\n\n\ndef add(a, b):\n    return Yes(0)"),
+                   "always_equal.ipynb")
+    s["solution_code"] = save(subs, before(exercise(course), "add",
+                                           f"exec(open({str(course / 'solutions' / '01_demo.py')!r}).read())"),
+                              "runs_the_solution.ipynb")
+    # Adversaries against classmates and the grader (their own score does not matter here).
+    victim = subs / "victim_notes.txt"
+    if not ISOLATED:  # without namespaces nothing stops these: the README says so
+        del s["solution_code"]
+    victim.write_text("mine\n")
+    s["vandal"] = ISOLATED and save(subs, before(honest(course), "add",
+                                    f"import pathlib\nfor p in pathlib.Path({str(subs)!r}).glob('*'):\n"
+                                    "    try:\n        p.write_text('')\n    except OSError:\n        pass\n"
+                                    f"try:\n    open({str(course / 'solutions' / '01_demo.py')!r}, 'a').write('\\nassert False')\n"
+                                    "except OSError:\n    pass\n"
+                                    f"try:\n    open({str(Path(grading.__file__))!r}, 'a').write('#')\nexcept OSError:\n    pass\n"
+                                    "open('torch.py', 'w').write('raise ImportError(\"planted\")')"),
+                       "vandal.ipynb")
+    (subs / "torch.py").write_text("raise ImportError('planted by a student')\n")  # a module next to everyone
+    tag = f"{os.getpid()}"
+    s["linger"] = save(subs, before(honest(course), "add", LINGER.format(tag=tag)), "lingering.ipynb")
+    s["after_vandal"] = save(subs, honest(course), "zz_after_vandal.ipynb")
+    (subs / "garbage.ipynb").write_text("this is not a notebook\n")
+    s["garbage"] = str(subs / "garbage.ipynb")
+    s["missing"] = str(subs / "does_not_exist.ipynb")
+    keep = tmp_path_factory.mktemp("feedback")
+    csv_path = tmp_path_factory.mktemp("out") / "grades.csv"
+    solution_before = (course / "solutions" / "01_demo.py").read_text()
+    s = {k: v for k, v in s.items() if v}
     start = time.monotonic()
-    results = grading.grade([subs[k] for k in order], solutions_dir=course / "solutions", timeout=60, quiet=True)
-    return subs, results, time.monotonic() - start
+    results = grading.grade(list(s.values()), solutions_dir=course / "solutions", timeout=60, quiet=True, jobs=2,
+                            csv_path=csv_path, keep_dir=keep)
+    return dict(subs=s, results=results, seconds=time.monotonic() - start, keep=keep, csv=csv_path, tag=tag,
+                victim=victim, solution_before=solution_before, course=course)
 
 
-def test_solution_scores_full_marks(batch):
-    assert {k: v for k, v in points(batch[1]).items() if k[0] == "01_demo.ipynb"} == {
-        ("01_demo.ipynb", "add"): (2, 2),
-        ("01_demo.ipynb", "square"): (3, 3),
-    }
+def test_solution_full_marks_and_untouched_zero(klass):
+    s, res = klass["subs"], klass["results"]
+    assert scores(res, s["solution"]) == FULL
+    assert scores(res, s["untouched"]) == {"add": 0, "square": 0, "double": 0}
+    assert all("NotImplementedError" in r.message and r.status == "failed" for r in rows_of(res, s["untouched"]))
+    assert scores(res, s["one_right"]) == {"add": 0, "square": 3, "double": 0}
 
 
-def test_untouched_exercise_scores_zero(batch):
-    rows = [r for r in batch[1] if r.submission == batch[0]["untouched"]]
-    assert [(r.exercise, r.points, r.max_points) for r in rows] == [("add", 0, 2), ("square", 0, 3)]
-    assert all("NotImplementedError" in r.message for r in rows)
+def test_tampered_and_deleted_grade_cells_get_the_hidden_tests(klass):
+    s, res = klass["subs"], klass["results"]
+    assert scores(res, s["tampered"]) == {"add": 0, "square": 3, "double": 1}
+    assert [r.max_points for r in rows_of(res, s["tampered"])] == [2, 3, 1]
+    assert scores(res, s["deleted"]) == FULL
 
 
-def test_one_exercise_right_scores_its_points(batch):
-    got = points([r for r in batch[1] if r.submission == batch[0]["one_right"]])
-    assert got == {("one_right.ipynb", "add"): (0, 2), ("one_right.ipynb", "square"): (3, 3)}
+def test_dead_kernel_keeps_earlier_points_and_says_crashed(klass):
+    rows = rows_of(klass["results"], klass["subs"]["crash"])
+    assert [(r.exercise, r.points, r.status) for r in rows] == [
+        ("add", 2, "passed"), ("square", 0, "crashed"), ("double", 0, "crashed")]
 
 
-def test_tampered_grade_cell_is_graded_by_the_hidden_tests(batch):
-    got = points([r for r in batch[1] if r.submission == batch[0]["tampered"]])
-    assert got == {("tampered.ipynb", "add"): (0, 2), ("tampered.ipynb", "square"): (3, 3)}
-    [add] = [r for r in batch[1] if r.submission == batch[0]["tampered"] and r.exercise == "add"]
-    assert add.message.startswith("AssertionError")
+def test_renamed_submission_without_metadata_is_recognised(klass):
+    assert scores(klass["results"], klass["subs"]["renamed"]) == FULL
 
 
-def test_deleted_grade_cell_is_appended(batch):
-    got = points([r for r in batch[1] if r.submission == batch[0]["deleted"]])
-    assert got == {("deleted_grade_cell.ipynb", "add"): (2, 2), ("deleted_grade_cell.ipynb", "square"): (3, 3)}
+@pytest.mark.parametrize("case", ["allclose", "transformer", "record", "eq",
+                                  pytest.param("solution_code", marks=needs_isolation)])
+def test_tricks_inside_the_kernel_earn_nothing(klass, case):
+    got = scores(klass["results"], klass["subs"][case])
+    assert got["add"] == 0, f"{case}: a wrong add scored"
+    if case == "allclose":
+        assert got["double"] == 0 and got["square"] == 0
 
 
-def test_dead_kernel_keeps_earlier_points(batch):
-    rows = [r for r in batch[1] if r.submission == batch[0]["crash"]]
-    assert [(r.exercise, r.points) for r in rows] == [("add", 2), ("square", 0)]
-    assert "kernel died" in rows[1].message
+def test_hidden_test_feedback_says_what_was_expected(klass):
+    [row] = [r for r in rows_of(klass["results"], klass["subs"]["allclose"]) if r.exercise == "double"]
+    assert row.status == "failed" and "each entry of t times two" in row.message and "difference" in row.message
+    assert "assert" not in row.message, "feedback gives the expectation, not the test code"
 
 
-def test_unreadable_submissions_are_named_and_others_graded(batch, course):
-    subs, results, _ = batch
-    errors = [r for r in results if r.status == "error"]
-    assert [(r.submission, r.exercise) for r in errors] == [
-        (subs["missing"], "<error: file not found>"),
-        (subs["garbage"], "<error: not a valid notebook>"),
-    ]
-    assert len(results) == 2 + 2 * 6  # two error rows, two exercises for each of the six others
+@needs_isolation
+def test_classmates_files_solutions_and_grader_are_untouchable(klass):
+    s, res, course = klass["subs"], klass["results"], klass["course"]
+    assert klass["victim"].read_text() == "mine\n"
+    assert (course / "solutions" / "01_demo.py").read_text() == klass["solution_before"]
+    for key in ("solution", "renamed", "after_vandal"):
+        assert nbformat.read(s[key], as_version=4).cells, f"{key}'s notebook was emptied"
+    assert scores(res, s["after_vandal"]) == FULL, "a student graded after the vandal lost points"
+    assert scores(res, s["solution_code"])["add"] == 0, "the solutions folder was readable"
 
 
-def test_errors_go_to_stderr_by_name(course, capsys):
-    missing = str(course / "subs" / "nope.ipynb")
-    [row] = grading.grade([missing], solutions_dir=course / "solutions")
-    assert row.status == "error"
-    captured = capsys.readouterr()
-    assert f"error: {missing}: file not found" in captured.err
-    assert "could not grade" in captured.out
+def test_a_planted_module_changes_nobody_else(klass):
+    # torch.py next to the submissions, and one written by the vandal in its own folder
+    assert scores(klass["results"], klass["subs"]["after_vandal"]) == FULL
+    assert scores(klass["results"], klass["subs"]["solution"]) == FULL
 
 
-def test_infinite_loop_keeps_points_and_stops_in_time(course):
-    # A loop that swallows the per-cell interrupt (and prints forever): the wall-clock limit still ends it.
-    stubborn = "while True:\n    try:\n        while True:\n            print('x' * 100)\n    except KeyboardInterrupt:\n        pass"
-    nb = solve(solve(exercise(course), "add", ADD), "square", SQUARE)
-    nb.cells.insert(grade_index(nb, "add") + 1, nbformat.v4.new_code_cell(stubborn))
-    path = save(course, nb, "stubborn_loop.ipynb")
+def test_a_lingering_process_is_killed_before_results_are_recorded(klass):
+    assert scores(klass["results"], klass["subs"]["linger"]) == FULL
+    assert not running(klass["tag"]), "a process started by a submission outlived its grading"
+
+
+def test_unreadable_submissions_are_named_and_worth_their_real_points(klass):
+    s, res = klass["subs"], klass["results"]
+    missing = rows_of(res, s["missing"])
+    assert [(r.exercise, r.status) for r in missing] == [("<error: file not found>", "error")]
+    garbage = rows_of(res, s["garbage"])
+    assert all(r.status == "error" for r in garbage)
+    # garbage.ipynb cannot be told apart by name: one row; with --exercise it gets the real points
+    [row] = grading.grade([s["garbage"]], solutions_dir=klass["course"] / "solutions", quiet=True,
+                          exercise="01_demo")[:1]
+    assert (row.points, row.max_points, row.status) == (0, 2, "error")
+
+
+def test_csv_written_in_order_with_status_and_feedback_kept(klass):
+    with open(klass["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(grading.CSV_COLUMNS)
+    assert [r["submission"] for r in rows][:3] == [klass["subs"]["solution"]] * 3
+    assert {r["status"] for r in rows} >= {"passed", "failed", "crashed", "error"}
+    name = grading._safe_name(Path(klass["subs"]["one_right"]))
+    text = (klass["keep"] / f"{name}.feedback.md").read_text()
+    assert "3 / 3" in text and "NotImplementedError" in text and "Total: 3 / 6" in text
+    executed = nbformat.read(klass["keep"] / f"{name}.executed.ipynb", as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+
+
+def test_memory_and_printing_hogs_are_bounded(course, tmp_path):
+    hog = save(tmp_path, after(honest(course), "add", "x = bytearray(6 * 2**30)\nx[::4096] = b'1' * len(x[::4096])"),
+               "memory_hog.ipynb")
+    printer = save(tmp_path, after(honest(course), "add", "for _ in range(200_000):\n    print('x' * 500)"),
+                   "printing_hog.ipynb")
+    before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    res = grading.grade([hog, printer], solutions_dir=course / "solutions", quiet=True, timeout=120, memory_mb=1500,
+                        keep_dir=tmp_path / "kept")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_peak) / 1024
+    assert scores(res, hog) == FULL, "a MemoryError in the student's own cell costs nothing else"
+    assert scores(res, printer) == FULL
+    assert grown_mb < 300, f"the grader grew by {grown_mb:.0f} MB"
+    kept = nbformat.read(tmp_path / "kept" / f"{grading._safe_name(Path(printer))}.executed.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in kept.cells if c.cell_type == "code" for o in c.outputs)
+    assert len(text) < 1_000_000 and "bytes of output not kept" in text
+
+
+def test_an_infinite_loop_scores_the_same_under_either_limit(course, tmp_path):
+    looping = save(tmp_path, after(honest(course), "add", "while True:\n    pass"), "loop.ipynb")
+    stubborn = save(tmp_path, after(honest(course), "add",
+                                    "while True:\n    try:\n        while True:\n            print('x' * 100)\n"
+                                    "    except KeyboardInterrupt:\n        pass"), "stubborn.ipynb")
+    expected = {"add": 2, "square": 0, "double": 0}
+    # limits well above the few seconds the cells before the loop take on a busy machine (torch import)
+    for kwargs in (dict(timeout=25), dict(timeout=120, cell_timeout=12)):
+        start = time.monotonic()
+        res = grading.grade([looping, stubborn], solutions_dir=course / "solutions", quiet=True, jobs=2, **kwargs)
+        assert scores(res, looping) == expected == scores(res, stubborn), kwargs
+        assert all(r.status == "timeout" for r in res if r.exercise != "add"), kwargs
+        assert time.monotonic() - start < 2 * 60
+
+
+def test_parallel_grading_gives_the_serial_csv(course, tmp_path):
+    subs = [save(tmp_path, honest(course), "a.ipynb"), save(tmp_path, exercise(course), "b.ipynb"),
+            save(tmp_path, solve(exercise(course), "square", SQUARE), "c.ipynb")]
+    serial, parallel = tmp_path / "serial.csv", tmp_path / "parallel.csv"
+    grading.grade(subs, solutions_dir=course / "solutions", quiet=True, jobs=1, csv_path=serial)
+    grading.grade(subs, solutions_dir=course / "solutions", quiet=True, jobs=3, csv_path=parallel)
+    assert serial.read_text() == parallel.read_text() and serial.read_text().count("\n") == 1 + 3 * 3
+
+
+def test_ctrl_c_keeps_what_was_graded(course, tmp_path):
+    first = save(tmp_path, honest(course), "a_first.ipynb")
+    tag = f"int{os.getpid()}"
+    slow = save(tmp_path, before(honest(course), "add", LINGER.format(tag=tag) + "\nimport time\ntime.sleep(120)"),
+                "b_slow.ipynb")
+    out = tmp_path / "grades.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "course_lib", "grade", first, slow, "--jobs", "1", "--csv", str(out),
+                             "--solutions", str(course / "solutions"), "--quiet", "--feedback", str(tmp_path / "fb")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or first not in out.read_text()):
+        time.sleep(0.5)
+    while time.monotonic() < deadline and not running(tag):
+        time.sleep(0.5)  # the second submission is running
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["submission"], r["exercise"], r["points"]) for r in rows] == [
+        (first, "add", "2"), (first, "square", "3"), (first, "double", "1")]
+    time.sleep(1)
+    assert not running(tag), "Ctrl-C left the running submission's processes behind"
+
+
+def test_bad_csv_path_fails_before_grading(course, tmp_path, capsys):
+    sub = save(tmp_path, exercise(course), "x.ipynb")
     start = time.monotonic()
-    results = grading.grade([path], solutions_dir=course / "solutions", timeout=8, cell_timeout=2, quiet=True)
-    elapsed = time.monotonic() - start
-    assert [(r.exercise, r.points, r.max_points) for r in results] == [("add", 2, 2), ("square", 0, 3)]
-    assert "time limit" in results[1].message
-    assert elapsed < 8 + 60  # the limit plus kernel start and shutdown
-
-    # A plain loop is interrupted at the per-cell limit and the later exercise still counts.
-    nb = solve(solve(exercise(course), "add", ADD), "square", SQUARE)
-    nb.cells.insert(grade_index(nb, "add") + 1, nbformat.v4.new_code_cell("while True:\n    pass"))
-    path = save(course, nb, "loop.ipynb")
-    results = grading.grade([path], solutions_dir=course / "solutions", timeout=60, cell_timeout=2, quiet=True)
-    assert [(r.exercise, r.points) for r in results] == [("add", 2), ("square", 3)]
+    assert main(["grade", sub, "--csv", str(tmp_path / "no" / "such" / "dir" / "g.csv"),
+                 "--solutions", str(course / "solutions"), "--feedback", str(tmp_path / "fb")]) == 2
+    assert time.monotonic() - start < 5 and "No such file" in capsys.readouterr().err
 
 
-def test_cli_csv_and_exit_codes(course, capsys):
-    sub = str(course / "subs" / "cli_untouched.ipynb")
-    nbformat.write(exercise(course), sub)
-    out = course / "grades.csv"
-    assert main(["grade", sub, "--csv", str(out), "--solutions", str(course / "solutions")]) == 0
+def test_cli_folder_exercise_flag_gradebook_and_exit_codes(course, tmp_path, capsys):
+    folder = tmp_path / "hw"
+    folder.mkdir()
+    save(folder, honest(course), "alice.ipynb")  # any names, with --exercise
+    save(folder, exercise(course), "bob.ipynb")
+    out, book = tmp_path / "grades.csv", tmp_path / "book.csv"
+    assert main(["grade", str(folder), "--exercise", "01_demo", "--csv", str(out), "--gradebook", str(book),
+                 "--solutions", str(course / "solutions"), "--feedback", str(tmp_path / "fb"), "--quiet"]) == 0
+    book_rows = list(csv.DictReader(book.open()))
+    assert [(Path(r["submission"]).name, r["add"], r["square"], r["double"], r["total"]) for r in book_rows] == [
+        ("alice.ipynb", "2", "3", "1", "6"), ("bob.ipynb", "0", "0", "0", "0")]
+    (folder / "carol.ipynb").write_text("{")
+    assert main(["grade", str(folder / "carol.ipynb"), "--csv", str(out), "--solutions", str(course / "solutions"),
+                 "--feedback", str(tmp_path / "fb"), "--quiet"]) == 2
+    assert "carol.ipynb" in capsys.readouterr().err
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["grade", "--help"])
     text = capsys.readouterr().out
-    assert "total" in text and "0/5" in text
-    with open(out, newline="") as f:
-        rows = list(csv.reader(f))
-    assert rows == [
-        ["submission", "exercise", "points", "max_points"],
-        [sub, "add", "0", "2"],
-        [sub, "square", "0", "3"],
-    ]
-
-    garbage = course / "subs" / "cli_garbage.ipynb"
-    garbage.write_text("{")
-    assert main(["grade", str(garbage), "--csv", str(out), "--solutions", str(course / "solutions")]) == 2
-    captured = capsys.readouterr()
-    assert str(garbage) in captured.err
-    with open(out, newline="") as f:
-        assert list(csv.reader(f)) == [
-            ["submission", "exercise", "points", "max_points"],
-            [str(garbage), "<error: not a valid notebook>", "0", "0"],
-        ]
+    assert "default: 300" in text and "default: 4096" in text and "--jobs" in text
 
 
 def test_graded_notebook_and_solution_lookup(course):
@@ -199,11 +367,25 @@ def test_graded_notebook_and_solution_lookup(course):
     sub = exercise(course)
     sub.metadata["course"] = {"solution": "gone"}
     assert grading.find_solution(sub, "01_demo_alice.ipynb", course / "solutions") == "01_demo"
-    with pytest.raises(LookupError, match="01_demo"):
+    assert grading.find_solution(sub, "homework.ipynb", course / "solutions") == "01_demo"  # by its grade cells
+    sub.cells = [c for c in sub.cells if "grade" not in c.metadata]
+    with pytest.raises(LookupError, match="--exercise"):
         grading.find_solution(sub, "homework.ipynb", course / "solutions")
-    bad = copy.deepcopy(sub)
+    bad = copy.deepcopy(exercise(course))
     bad.cells.append(nbformat.v4.new_code_cell("pass", metadata={"grade": {"exercise": "bogus", "points": 9}}))
     nb, where = grading.graded_notebook(bad, solution)
-    assert set(where) == {"add", "square"}
+    assert set(where) == {"add", "square", "double"}
     assert "add(-1, 1)" in nb.cells[where["add"][0]].source and where["square"][1] == 3
     assert "grade" not in nb.cells[-1].metadata
+
+
+def test_release_has_no_solutions(tmp_path):
+    from course_lib.release import release
+
+    root = Path(__file__).resolve().parents[1]
+    n = release(tmp_path / "student", root=root)
+    assert n > 10 and not (tmp_path / "student" / "solutions").exists()
+    assert (tmp_path / "student" / "exercises").is_dir() and (tmp_path / "student" / "course_lib").is_dir()
+    assert not (tmp_path / "student" / "tests" / "test_course_exercises.py").exists()
+    with pytest.raises(FileExistsError):
+        release(tmp_path / "student", root=root)
