@@ -336,6 +336,10 @@ class Grader:
         self._lock = threading.Lock()
         self._stem_locks: dict[str, threading.Lock] = {}
 
+    def close(self) -> None:
+        """Remove the folder the submissions ran in."""
+        shutil.rmtree(self.tmp_root, ignore_errors=True)
+
     def reference(self, stem: str) -> Reference:
         with self._lock:
             lock = self._stem_locks.setdefault(stem, threading.Lock())
@@ -493,7 +497,11 @@ def feedback_markdown(results: list[Result]) -> str:
 def grade_submission(path: str | Path, solutions_dir: str | Path, timeout: float = DEFAULT_TIMEOUT,
                      cell_timeout: float | None = None, exercise: str | None = None, **kwargs) -> list[Result]:
     """Grade one submission (see :class:`Grader`)."""
-    return Grader(solutions_dir, timeout=timeout, cell_timeout=cell_timeout, **kwargs).grade_one(path, exercise)
+    grader = Grader(solutions_dir, timeout=timeout, cell_timeout=cell_timeout, **kwargs)
+    try:
+        return grader.grade_one(path, exercise)
+    finally:
+        grader.close()
 
 
 # --------------------------------------------------------------------------- grading a class
@@ -651,6 +659,7 @@ def grade(paths: Iterable[str | Path], solutions_dir: str | Path = "solutions", 
             bar.close()
         if f is not None:
             f.close()
+        grader.close()
     return [r for i in sorted(results) for r in results[i]]
 
 
