@@ -241,7 +241,7 @@ assert eps < 0.75 * err_mean_image.quantile(0.95), "the codes carry information:
 
 # %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.4), gridspec_kw={"width_ratios": [1, 1.6]})
-hist_ae.plot(ax=axes[0], title="Autoencoder training (BCE)")
+hist_ae.plot(terms=["loss"], ax=axes[0], title="Autoencoder training (BCE)")
 plots.show_reconstructions(x_test.cpu(), x_rec.cpu(), n=N_SHOW, ax=axes[1],
                            title="Test images (top) and their reconstructions H(x) (bottom)")
 fig.tight_layout()
@@ -326,7 +326,8 @@ grid = torch.cat([x_noisy[:k], plain[:k], denoised[:k], x_test[:k]]).cpu()
 ax = plots.show_images(grid, nrow=k, title=f"Rows: noisy input (σ = {NOISE}), plain AE, denoising AE, clean image")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# Read the rows top to bottom: the plain AE keeps some of the noise, the denoising AE returns a clean digit.
+# Read the rows top to bottom: the plain AE, never trained on noise, returns smudges (some of them the wrong
+# digit); the denoising AE returns a clean digit, closer to the clean image (the errors printed above).
 # Ask: why can the denoising AE not just copy its input? Expected answer: the target is the clean x, and copying
 # the noisy input costs the noise's squared error; it must learn what a digit looks like to remove it.
 
@@ -561,8 +562,8 @@ fig = ae_figures.latent_box(codes2, train.labels, u[:300], far[:300], lo, hi, gr
 # What the figure and the numbers below say:
 # - **holes**: a large part of the box is far from every code (open circles);
 # - yet the 2-D decoder draws a digit almost everywhere: far from the codes it *extrapolates* the digits at the
-#   edge of the cloud, and the classifier is about as sure of those as of reconstructions; blends appear only
-#   where two classes meet;
+#   edge of the cloud, and the classifier is about as sure of those as of reconstructions; the draws it is
+#   unsure of (blends) sit where two classes meet: their nearest training codes are of mixed classes;
 # - what fails is the **distribution**: uniform codes give each class in proportion to the area of its
 #   region, not the 10 % of each class in the data.
 
@@ -576,6 +577,11 @@ print("classes of decoded uniform draws:", {c: f"{f:.0%}" for c, f in zip(train.
 assert far.float().mean() > 0.25, "more than a quarter of the box is far from every training code"
 assert probs_u[far].max(1).values.mean() > probs_rec.max(1).values.mean() - 0.1, "far draws still look like digits"
 assert freq.max() > 0.2 and tv > 0.2, "the box over-produces some classes: the proportions are wrong"
+labs = train.labels[torch.cdist(u, codes2).topk(10, largest=False).indices]        # classes of the 10 nearest codes
+purity, unsure = (labs == labs.mode(1).values[:, None]).float().mean(1), probs_u.max(1).values < 0.6
+print(f"share of the majority class among the 10 nearest codes: unsure draws {purity[unsure].mean():.2f}, "
+      f"others {purity[~unsure].mean():.2f}")
+assert purity[unsure].mean() < purity[~unsure].mean() - 0.1, "the unsure draws sit where classes meet"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The honest lesson of this slide: in 2-D the decoder is a smooth sheet of images, so it has no room for
