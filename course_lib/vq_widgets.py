@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
-from .plots import PALETTE, show_images
+from .plots import CLASS_CMAP, LINE_COLORS, PALETTE, show_images
 
 __all__ = ["edit_code_grid", "single_code_grids", "code_patches", "usage_histogram", "show_code_grid",
-           "code_grid_editor"]
+           "code_grid_editor", "plot_code_cells", "plot_code_watch"]
 
 
 def edit_code_grid(indices: torch.Tensor, row: int, col: int, code: int) -> torch.Tensor:
@@ -58,6 +58,48 @@ def code_patches(images: torch.Tensor, indices: torch.Tensor, num_codes: int, co
     sums = torch.zeros(num_codes, c * size * size, device=cols.device).index_add_(0, idx, cols)
     counts = torch.bincount(idx, minlength=num_codes).clamp_min(1)[:, None]
     return (sums / counts).reshape(num_codes, c, size, size)
+
+
+def plot_code_cells(codes: torch.Tensor, z_e: torch.Tensor, extent: float = 6.0, ax=None,
+                    title: str = "Each shaded cell is sent to its code (eq. 1)"):
+    """2-D codes (K <= 10) as stars over their nearest-code cells, with the encoder outputs ``z_e`` as dots."""
+    codes, z_e = codes.detach().cpu(), z_e.detach().cpu()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5.5))
+    grid = torch.linspace(-extent, extent, 300)
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    cells = ((torch.stack([gx, gy], -1)[..., None, :] - codes) ** 2).sum(-1).argmin(-1)
+    ax.imshow(cells.numpy(), extent=(-extent, extent, -extent, extent), origin="lower", cmap=CLASS_CMAP,
+              vmin=-0.5, vmax=9.5, alpha=0.35)
+    ax.scatter(z_e[:, 0], z_e[:, 1], s=10, color=PALETTE["black"], label="encoder outputs $z_e$")
+    ax.scatter(codes[:, 0], codes[:, 1], s=220, marker="*", color=PALETTE["vermillion"], edgecolor="white",
+               label="codes $e_k$")
+    for j, (cx, cy) in enumerate(codes.tolist()):
+        ax.annotate(str(j), (cx, cy), xytext=(6, 6), textcoords="offset points", fontsize=13,
+                    color=PALETTE["vermillion"])
+    ax.set(title=title, xlabel="dimension 1", ylabel="dimension 2")
+    ax.legend(fontsize=12, loc="upper left", framealpha=0.9)
+    return ax
+
+
+def plot_code_watch(histories: dict, axes=None):
+    """Three panels from ``watch_codes`` logs (``{label: history.train}``): encoder scale, distance to the
+    codes (the ``commitment`` term), fraction of codes changed since the previous epoch."""
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for (label, log), color in zip(histories.items(), LINE_COLORS):
+        ep = np.arange(1, len(log["z_norm"]) + 1)
+        axes[0].semilogy(ep, log["z_norm"], "o-", color=color, label=label)
+        axes[1].semilogy(ep, log["commitment"], "o-", color=color, label=label)
+        axes[2].plot(ep[1:], log["codes_changed"][1:], "o-", color=color, label=label)
+    axes[0].set(title=r"Encoder scale $\|z_e(x)\|^2$", xlabel="epoch", ylabel="per image (log scale)")
+    axes[1].set(title=r"Distance to the codes $\|z_e - e\|^2$", xlabel="epoch", ylabel="per image (log scale)")
+    axes[2].set(title="Codes changed since the last epoch", xlabel="epoch", ylabel="fraction of positions",
+                ylim=(0, 1))
+    for ax in axes:
+        ax.legend(fontsize=12)
+        ax.tick_params(labelsize=12)
+    return axes
 
 
 def usage_histogram(counts, ax=None, title: str = "Code usage", color: str = PALETTE["blue"], label=None,
