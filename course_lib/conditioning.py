@@ -13,7 +13,7 @@ from .models.cvae import soft_label
 from .plots import PALETTE, show_images
 
 __all__ = ["split_halves", "join_halves", "generated_class_accuracy", "accuracy_bars", "completion_grid",
-           "mixing_row", "class_mixer"]
+           "mixing_row", "class_mixer", "score_table"]
 
 
 def split_halves(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,3 +104,13 @@ def class_mixer(generate, z: torch.Tensor, num_classes: int = 10, classifier=Non
                          b=W.Dropdown(options=classes, value=9, description="class b"),
                          t=W.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.5, description="mix t",
                                          continuous_update=False))
+
+
+def score_table(table: dict, columns=("FID-digits", "IS-digits", "confidence")) -> str:
+    """A text table of ``{model: [(score_1, score_2, ...) per seed]}``: mean ± std over seeds per column."""
+    lines = [f"{'model':<8}" + "".join(f"{c:>18}" for c in columns)]
+    for name, rows in table.items():
+        t = torch.as_tensor(rows, dtype=torch.float64).reshape(len(rows), -1)
+        std = t.std(0) if len(t) > 1 else torch.zeros(t.shape[1])
+        lines.append(f"{name:<8}" + "".join(f"{m:>11.2f} ± {s:<5.2f}" for m, s in zip(t.mean(0), std)))
+    return "\n".join(lines)

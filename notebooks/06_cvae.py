@@ -26,11 +26,12 @@ from torch.distributions import Normal
 
 from course_lib import evaluate as ev
 from course_lib.classifier import get_classifier
-from course_lib.conditioning import (accuracy_bars, class_mixer, completion_grid, mixing_row, split_halves)
+from course_lib.conditioning import (accuracy_bars, class_mixer, completion_grid, mixing_row, score_table,
+                                     split_halves)
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.models import CVAE, VAE
 from course_lib.models.cvae import DeterministicPredictor, soft_label
-from course_lib.plots import CLASS_CMAP, PALETTE, decode_grid, show_images
+from course_lib.plots import decode_grid, latent_scatter, show_images
 from course_lib.runtime import describe, get_device, pick, seed_everything
 from course_lib.train import fit
 
@@ -228,11 +229,10 @@ with torch.no_grad():
     codes_c = cvae.encode(test_bin.images, test_bin.labels).mean.cpu()
     codes_v = vae.encode(test_bin.images).mean.cpu()
 share_c, share_v = class_share(codes_c, test.labels.cpu()), class_share(codes_v, test.labels.cpu())
-fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
-for ax, codes, name, share in [(axes[0], codes_c, "CVAE", share_c), (axes[1], codes_v, "VAE", share_v)]:
-    sc = ax.scatter(codes[:, 0], codes[:, 1], c=test.labels.cpu(), cmap=CLASS_CMAP, vmin=-0.5, vmax=9.5, s=8)
-    ax.set(title=f"{name} codes of test digits: class explains {share:.0%}", xlabel="$z_1$", ylabel="$z_2$")
-fig.colorbar(sc, ax=axes, ticks=range(10), label="digit")
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+latent_scatter(codes_c, test.labels, ax=axes[0], s=8, title=f"CVAE codes: the class explains {share_c:.0%}")
+latent_scatter(codes_v, test.labels, ax=axes[1], s=8, title=f"VAE codes: the class explains {share_v:.0%}")
+fig.tight_layout()
 plt.show()
 assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the CVAE's"
 
@@ -281,7 +281,8 @@ class_mixer(cvae.generate, z_fixed[3:6], classifier=classifier)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Probabilistic prediction: complete a digit
 #
-# Sohn, Lee & Yan (2015) predict a missing part of an image. Here: $y$ = the **upper half** of a digit (14 x 28 pixels),
+# Sohn, Lee & Yan (2015) predict a missing part of an image (they write $x$ for the input and $y$ for the output; we
+# keep the seed's notation, $y$ the condition). Here: $y$ = the **upper half** of a digit (14 x 28 pixels),
 # $x$ = its **lower half**. Several lower halves fit the same upper half (a 7 or a 9? an open or a closed 4?).
 #
 # - A **deterministic network** $f_\theta(y)$ trained by maximum likelihood, $p_\theta(x \mid y) = \prod_i \mathrm{Bernoulli}(x_i; f_\theta(y)_i)$,
@@ -358,8 +359,8 @@ assert nll_cvae < nll_det - 5, "the CVAE gives the true completions a higher lik
 # The deterministic network is not "wrong": its output is the best single guess in squared error and the best
 # factorized Bernoulli; it simply cannot represent "either this or that": pixels of a factorized model are
 # independent given y. The latent z lets the CVAE correlate pixels (all of the closed loop, or none of it). Sohn et al.
-# report the same ordering (their Table 1, conditional log-likelihood on MNIST quadrants: CVAE better than the
-# baseline network). Question: "which model would you use to forecast a single value for a dashboard?" The
+# report the same ordering (their section 5.1 and Table 1: negative conditional log-likelihood of the missing MNIST
+# quadrants given one to three of them, CVAE below the baseline network). Question: "which model would you use to forecast a single value for a dashboard?" The
 # deterministic one; for "what could happen", the CVAE.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -391,9 +392,13 @@ def scores(x):
     return fid, inception, probs.max(1).values.mean().item(), probs.argmax(1)
 
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# For every seed: train the pair (seed 0 is already trained), generate `N_PER_CLASS` digits of each class with the
+# CVAE and as many with the VAE, score them.
+
+# %%
 requested = torch.arange(10, device=device).repeat_interleave(N_PER_CLASS)
-table = {"CVAE": [], "VAE": []}
-acc = []
+table, acc = {"CVAE": [], "VAE": []}, []
 for s in SEEDS:
     c, v = (cvae, vae) if s == SEEDS[0] else train_pair(s)[:2]
     g = torch.Generator().manual_seed(100 + s)
@@ -405,19 +410,15 @@ for s in SEEDS:
 acc = torch.stack(acc)                                  # (seeds, classes)
 
 # %% slideshow={"slide_type": "subslide"}
-fid_real = ev.fid(real_features, classifier.features(data.images[:len(test)]))
-print(f"{'model':<6}{'FID-digits':>18}{'IS-digits':>16}{'confidence':>16}   ({len(SEEDS)} seeds: mean ± std)")
-for name, rows in table.items():
-    t = torch.tensor(rows)
-    print(f"{name:<6}{t[:, 0].mean():>11.1f} ± {t[:, 0].std():<5.1f}{t[:, 1].mean():>9.2f} ± {t[:, 1].std():.2f}"
-          f"{t[:, 2].mean():>9.2f} ± {t[:, 2].std():.2f}")
-print(f"real training digits: FID {fid_real:.1f}, IS {ev.inception_score(test.images, classifier):.2f}")
+with torch.no_grad():
+    real_row = scores(data.images[:len(test)])[:3]       # real training digits: the best a model can do
+print(score_table({**table, "real": [real_row]}), f"\n(mean ± std over {len(SEEDS)} seeds)")
 print(f"CVAE: requested digit recognised {acc.mean():.1%} of the time (per seed: "
       f"{', '.join(f'{a:.1%}' for a in acc.mean(1))})")
 fig, ax = plt.subplots(figsize=(10, 4.2))
 accuracy_bars(acc, ax=ax, title="Does the CVAE respect the condition? Classifier accuracy per requested class")
 plt.show()
-fid_c, is_c, conf_c = torch.tensor(table["CVAE"]).T
+fid_c, is_c, conf_c = torch.tensor(table["CVAE"]).T   # one value per seed
 fid_v, is_v, conf_v = torch.tensor(table["VAE"]).T
 assert acc.mean() >= 0.9, "quick-mode target: the requested digit is recognised at least 90 % of the time"
 assert fid_c.max() < fid_v.min() and is_c.min() > is_v.max(), "the CVAE beats the VAE of the same size on every seed"
@@ -452,6 +453,6 @@ assert conf_c.min() > conf_v.max(), "the classifier is more confident on the CVA
 #
 # **What we got** (quick mode, 4,000 training digits, d = 2, 8 epochs; CPU): the requested digit is recognised
 # 94 % of the time (3 seeds: 92 %, 96 %, 95 %); FID-digits 432 ± 90 (CVAE) vs 738 ± 65 (VAE of the same size),
-# IS-digits 7.6 ± 0.6 vs 3.3 ± 0.2 (real digits: FID 4.5, IS 9.3); test -ELBO about 145.5 and IWAE -log p(x|y) 144.1
+# IS-digits 7.6 ± 0.6 vs 3.3 ± 0.2 (real training digits: FID 4.5, IS 9.4); test -ELBO about 145.5 and IWAE -log p(x|y) 144.1
 # nats (240 with a wrong label); lower half given upper half: 58.9 nats (CVAE, IWAE) vs 75.1 (deterministic network).
 # FID/IS use the course classifier, not Inception: not comparable with papers. Full mode on a GPU: not measured.

@@ -257,3 +257,10 @@ def test_two_completions_blur_for_the_deterministic_net_and_stay_sharp_for_the_c
     nll_cvae = ev.iwae_nll(cvae, (x, y), k=200)
     assert nll_det == pytest.approx(8 * math.log(2), abs=0.1)
     assert nll_cvae < nll_det - 2.0
+
+
+def test_score_table_reports_mean_and_std_over_seeds():
+    from course_lib.conditioning import score_table
+
+    text = score_table({"A": [(1.0, 2.0), (3.0, 4.0)]}, columns=("x", "y"))
+    assert "2.00 ± 1.41" in text and "3.00 ± 1.41" in text
