@@ -36,6 +36,9 @@ def test_is_a_torch_distribution_over_rd():
     assert p.log_prob(torch.zeros(5, 3, dtype=torch.float64)).shape == (5,)
     assert torch.allclose(p.weights.sum(), torch.tensor(1.0, dtype=torch.float64))
     assert p.loc.shape == p.scale.shape == (4, 3) and p.n_components == 4
+    batch = p.expand((5,))
+    u = torch.randn(5, 3, dtype=torch.float64)
+    assert batch.batch_shape == (5,) and torch.allclose(batch.log_prob(u), p.log_prob(u))
 
 
 def test_density_integrates_to_one_on_a_2d_grid():

@@ -82,6 +82,14 @@ class MixtureOfGaussians(MixtureSameFamily):
         """The k-th component N(loc_k, diag scale_k^2), a distribution over R^d."""
         return Independent(Normal(self._loc[..., k, :], self._scale[..., k, :]), 1)
 
+    def expand(self, batch_shape, _instance=None) -> "MixtureOfGaussians":
+        """The same mixture repeated over a batch shape (the components are shared, not copied)."""
+        batch_shape = torch.Size(batch_shape)
+        k, d = self._loc.shape[-2:]
+        return MixtureOfGaussians(self.mixture_distribution.logits.expand(batch_shape + (k,)),
+                                  self._loc.expand(batch_shape + (k, d)), self._scale.expand(batch_shape + (k, d)),
+                                  validate_args=False)
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         d = self._loc.shape[-1]
         if not torch.is_tensor(value) or value.shape[-1:] != (d,):
