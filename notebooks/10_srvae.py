@@ -17,7 +17,7 @@
 #
 # **Units** every loss term is in **nats per example** (summed over pixels and latent dimensions, averaged over
 # the batch), with the $\frac k2 \log 2\pi$ constants kept: a Gaussian density on pixels in $[0, 1]$ can exceed 1,
-# so these "losses" are negative numbers.
+# so these "losses" are negative numbers. Pixels are grey levels in $[0, 1]$, not binarized: both decoders are Gaussian.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The closing lesson: everything from lessons 2-5 in one model. Say where we are going: first a one-slide
