@@ -193,7 +193,7 @@ assert recognised.float().mean() >= 0.85
 # Read a row aloud: the same pen across ten digits: the thickness and the slant stay, the digit changes. That is
 # "style" in the sense of Kingma et al. (2014, Fig. 1): what is left of the image once the class is known.
 # Question: "what would a row look like if z also encoded the class?" Answer: the label and z would fight, some
-# digits would come out wrong (it happens when d is large and training short: the decoder then learns to read the
+# digits would come out wrong (this can happen when d is large and training short: the decoder then learns to read the
 # class from z).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
