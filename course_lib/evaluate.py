@@ -32,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
+from torch.distributions import Independent, Normal
 
 from .data import ImageData
 from .runtime import get_device
@@ -46,6 +48,11 @@ __all__ = [
     "fid",
     "inception_score",
     "inception_score_from_probs",
+    "refine_gaussian",
+    "TemperedPrior",
+    "inference_gaps",
+    "features_of",
+    "fid_spread",
 ]
 
 
@@ -95,9 +102,12 @@ def _check_log_prob(t: torch.Tensor, shape: tuple, what: str) -> None:
 
 @torch.no_grad()
 def log_weights(model, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 1,
-                chunk_size: int | None = None) -> torch.Tensor:
+                chunk_size: int | None = None, q=None) -> torch.Tensor:
     r"""Log importance weights :math:`\log p_\theta(x|z_i) + \log p(z_i) - \log q_\phi(z_i|x)`,
     :math:`z_i \sim q_\phi(z \mid x)`, for one batch: a ``(k, batch)`` float64 tensor.
+
+    ``q``: the proposal, a distribution over z with batch shape ``(batch,)`` (default: the
+    encoder's ``model.encode(x, y)``; e.g. a per-example optimised q from :func:`refine_gaussian`).
 
     The ``k`` samples are drawn ``chunk_size`` at a time; each chunk's ``(chunk, batch, d)``
     codes are flattened into one ``(chunk * batch, d)`` batch for ``decode`` (models take 2-D
@@ -106,7 +116,10 @@ def log_weights(model, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 
     if k < 1:
         raise ValueError(f"k must be a positive number of samples, got {k}.")
     n = len(x)
-    q = model.encode(x, y)
+    q = model.encode(x, y) if q is None else q
+    if tuple(q.batch_shape) != (n,):
+        raise ValueError(f"the proposal q has batch shape {tuple(q.batch_shape)}, expected ({n},): one "
+                         "distribution per example of x.")
     if chunk_size is None:  # about 2**22 decoded values per chunk on a CPU, 2**26 on a GPU
         budget = 1 << (26 if x.device.type == "cuda" else 22)
         chunk_size = max(1, min(k, budget // max(1, n * x[0].numel())))
@@ -371,3 +384,144 @@ def inception_score(generated, classifier=None, splits: int = 1, batch_size: int
         device = _model_device(classifier) if isinstance(classifier, torch.nn.Module) else None
         probs = _apply(fn, _images(generated), batch_size, device)
     return inception_score_from_probs(probs, splits=splits, return_std=return_std)
+
+
+# ----------------------------------------------------------------------------------------
+# Inference suboptimality: the approximation gap and the amortization gap (Cremer et al. 2018)
+# ----------------------------------------------------------------------------------------
+def refine_gaussian(model, x: torch.Tensor, y: torch.Tensor | None = None, steps: int = 300, lr: float = 0.05,
+                    n_samples: int = 16, q=None, generator: torch.Generator | None = None) -> Independent:
+    r"""The best diagonal Gaussian for each example, found by gradient ascent on its own ELBO:
+
+    .. math:: q^*(z \mid x) = \arg\max_{\mu, \log\sigma^2}\;
+              \mathbb{E}_{z = \mu + \sigma\epsilon}\big[\log p_\theta(x \mid z) + \log p(z) - \log q(z)\big],
+
+    Adam on ``(mu, logvar)`` of every example at once (the examples do not interact: one sum of
+    independent objectives), starting from ``q`` (default: the encoder's ``model.encode(x, y)``), with
+    ``n_samples`` reparameterized samples per step, the entropy of q in closed form and a cosine decay
+    of the learning rate (so that the last iterate has settled). The model's weights are not changed. Returns
+    ``Independent(Normal(mu, sigma), 1)`` with batch shape ``(batch,)``, detached.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            q0 = model.encode(x, y) if q is None else q
+            mu0, var0 = q0.mean.detach(), q0.variance.detach()
+        if mu0.ndim != 2:
+            raise ValueError(f"refine_gaussian expects codes of shape (batch, d), got {tuple(mu0.shape)}.")
+        mu = mu0.clone().requires_grad_(True)
+        logvar = var0.log().clone().requires_grad_(True)
+        opt = torch.optim.Adam([mu, logvar], lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)   # a settled final iterate
+        n, d = mu.shape
+        x_rep = x.unsqueeze(0).expand(n_samples, *x.shape).reshape(n_samples * n, *x.shape[1:])
+        y_rep = None if y is None else y.unsqueeze(0).expand(n_samples, *y.shape).reshape(n_samples * n, *y.shape[1:])
+        for _ in range(steps):
+            eps = torch.randn(n_samples, n, d, generator=generator, dtype=mu.dtype).to(mu.device)
+            z = mu + torch.exp(0.5 * logvar) * eps                               # (S, batch, d)
+            log_px_z = model.decode(z.reshape(n_samples * n, d), y_rep).log_prob(x_rep).reshape(n_samples, n)
+            entropy = 0.5 * logvar.sum(-1) + 0.5 * d * (1 + math.log(2 * math.pi))   # of q, in closed form
+            elbo = (log_px_z + model.prior.log_prob(z)).mean(0) + entropy        # (batch,)
+            gm, gl = torch.autograd.grad(-elbo.sum(), [mu, logvar])              # only q's parameters
+            mu.grad, logvar.grad = gm, gl
+            opt.step()
+            sched.step()
+    finally:
+        model.train(was_training)
+    return Independent(Normal(mu.detach(), torch.exp(0.5 * logvar.detach())), 1)
+
+
+def inference_gaps(model, x: torch.Tensor, y: torch.Tensor | None = None, k_elbo: int = 1000,
+                   k_iwae: int = 5000, q_star=None, **refine) -> dict:
+    r"""The inference gap of each example split in two (Cremer, Li & Duvenaud 2018, Table 1), in nats:
+
+    .. math::
+
+        \underbrace{\log p_\theta(x) - \mathcal{L}[q_\phi]}_{\text{inference gap}}
+        = \underbrace{\log p_\theta(x) - \mathcal{L}[q^*]}_{\text{approximation gap}}
+        + \underbrace{\mathcal{L}[q^*] - \mathcal{L}[q_\phi]}_{\text{amortization gap}},
+
+    with :math:`q_\phi` the encoder's Gaussian, :math:`q^*` the best diagonal Gaussian of each example
+    (:func:`refine_gaussian`, started from :math:`q_\phi`; arguments in ``refine``), both ELBOs
+    averaged over ``k_elbo`` fresh samples and :math:`\log p_\theta(x)` estimated by the IWAE bound
+    with ``k_iwae`` samples of :math:`q^*` (a lower bound, so the approximation gap printed is a lower
+    bound too; the encoder as proposal gives a noisier estimate when it is far from :math:`q^*`).
+    Returns per-example float64 tensors ``log_px``, ``elbo_q_star``, ``elbo_encoder``,
+    ``approximation``, ``amortization``, and their Monte Carlo standard errors ``*_sem``.
+    """
+    q_enc = model.encode(x, y)
+    q_star = refine_gaussian(model, x, y, q=q_enc, **refine) if q_star is None else q_star
+    lw_enc = log_weights(model, x, y, k=k_elbo, q=q_enc)
+    lw_star = log_weights(model, x, y, k=k_elbo, q=q_star)
+    iwae = iwae_bound(log_weights(model, x, y, k=k_iwae, q=q_star), 0, 0)   # q* is the better proposal
+    elbo_enc, elbo_star = lw_enc.mean(0), lw_star.mean(0)
+    sem = lambda lw: lw.std(0) / math.sqrt(lw.shape[0])  # noqa: E731
+    return {"log_px": iwae.cpu(), "elbo_q_star": elbo_star.cpu(), "elbo_encoder": elbo_enc.cpu(),
+            "approximation": (iwae - elbo_star).cpu(), "amortization": (elbo_star - elbo_enc).cpu(),
+            "elbo_q_star_sem": sem(lw_star).cpu(), "elbo_encoder_sem": sem(lw_enc).cpu(), "q_star": q_star}
+
+
+class TemperedPrior(nn.Module):
+    r"""A latent-variable model with its prior replaced by :math:`\mathcal{N}(0, T^2 I)` (temperature ``T``).
+
+    Sampling :math:`z \sim \mathcal{N}(0, T^2 I)` and decoding is sampling from the tempered model
+    :math:`p_T(x) = \int p_\theta(x \mid z)\, \mathcal{N}(z; 0, T^2 I)\, dz`; wrapping the model lets
+    :func:`iwae_nll` measure that model's likelihood (same encoder as proposal).
+    """
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"the temperature must be positive for a likelihood, got {temperature}.")
+        self.model = model
+        self.temperature = float(temperature)
+
+    def encode(self, x, y=None):
+        return self.model.encode(x, y)
+
+    def decode(self, z, y=None):
+        return self.model.decode(z, y)
+
+    @property
+    def prior(self):
+        p = self.model.prior
+        return Independent(Normal(p.mean, self.temperature * p.stddev), 1)
+
+
+# ----------------------------------------------------------------------------------------
+# How noisy is an FID? Repeated draws at several sample sizes
+# ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def features_of(images, features, batch_size: int = 500) -> torch.Tensor:
+    """N x F features (float32, CPU) of images with a classifier's ``.features`` or a callable."""
+    fn = _feature_fn(features)
+    device = getattr(fn, "__self__", None)
+    device = _model_device(device) if isinstance(device, torch.nn.Module) else None
+    return _apply(fn, _images(images), batch_size, device)
+
+
+def fid_spread(reference_features: torch.Tensor, pools: dict, sizes, draws: int = 20, seed: int = 0) -> dict:
+    """FIDs of ``draws`` random subsets of each size ``n`` in ``sizes`` (without replacement) from each
+    pool of features (``{name: N x F}``), against the fixed ``reference_features``.
+
+    Returns ``{name: {n: float64 tensor of draws FIDs}}``. Subsets of one pool overlap when ``n`` is
+    not small against the pool, which makes the spread look smaller than that of truly fresh draws
+    (by a factor of about sqrt(1 - n / pool size)).
+    """
+    mu_r, s_r = gaussian_stats(reference_features)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, pool in pools.items():
+        pool = _float64(pool)
+        out[name] = {}
+        for n in sizes:
+            if n > len(pool):
+                raise ValueError(f"pool {name!r} has {len(pool)} examples, fewer than n = {n}.")
+            vals = []
+            for _ in range(draws):
+                idx = torch.randperm(len(pool), generator=g)[:n]
+                mu, s = gaussian_stats(pool[idx])
+                vals.append(frechet_distance(mu_r, s_r, mu, s))
+            out[name][n] = torch.tensor(vals, dtype=torch.float64)
+    return out

@@ -1,182 +1,198 @@
 # %% [markdown]
 # # Exercises, lesson 5: evaluating a VAE
 #
-# Three formulas from the lesson, each checked on cases where the answer is known:
+# Three next steps of the lesson's ideas, each checked on cases where the answer is known:
 #
 # | exercise | what you write | points |
 # |---|---|---|
-# | (a) `iwae_bound` | the importance-weighted bound from per-sample log-densities, with `logsumexp` | 2 |
-# | (b) `frechet_distance` | the Fréchet distance between two Gaussians (the FID's formula) | 2 |
-# | (c) `inception_score` | the Inception Score of a matrix of class probabilities | 1 |
+# | (a) `effective_sample_size` | how many of the $k$ importance weights of the IWAE bound really count, in log space | 2 |
+# | (b) `best_gaussian` | the per-example optimal Gaussian $q^*$ (Adam on one example's ELBO): the amortization gap | 2 |
+# | (c) `fid_infinity` | the FID extrapolated to infinitely many samples from FIDs at several $n$ | 1 |
 #
 # Each exercise: a statement, a cell for your code (replace the `raise NotImplementedError`), a self-check
 # you can run, and a grade cell with hidden tests. Runs in a few seconds on a CPU.
-# Units: log-densities in **nats**, one value per example.
+# Units: log-densities, ELBOs and gaps in **nats**, one value per example.
 
 # %% slideshow={"slide_type": "skip"}
 import math
 
 import torch
+from torch.distributions import Independent, Normal
 
-from course_lib import evaluate as ev
 from course_lib.models.linear_gaussian import LinearGaussian
 from course_lib.runtime import seed_everything
 
 seed_everything(0)
 
 # %% [markdown]
-# ## (a) The importance-weighted bound (2 points)
+# ## (a) The effective sample size of importance weights (2 points)
 #
-# For one image $x$ and $k$ codes $z_i \sim q_\phi(z \mid x)$, with log-weights
-# $\log w_i = \log p_\theta(x \mid z_i) + \log p(z_i) - \log q_\phi(z_i \mid x)$ (Burda et al. 2015, eq. 9):
+# The IWAE bound averages $k$ weights $w_i = p_\theta(x \mid z_i)\,p(z_i)/q_\phi(z_i \mid x)$. When one weight is
+# much larger than the others, the average is that one weight: $k$ samples are worth one. The **effective
+# sample size** (Kong 1992; Owen 2013, section 9.3) says how many count:
 #
-# $$\hat{\mathcal{L}}_k(x) = \log \frac{1}{k} \sum_{i=1}^{k} w_i .$$
+# $$\mathrm{ESS} = \frac{\big(\sum_{i=1}^k w_i\big)^2}{\sum_{i=1}^k w_i^2} \in [1, k],$$
 #
-# Write `iwae_bound(log_px_given_z, log_pz, log_qz)`: three tensors of shape `(k, batch)` (the samples along
-# the first dimension), returning a tensor of shape `(batch,)`. On MNIST the $w_i$ are around $e^{-90}$ and
-# can be far smaller: `exp` underflows to 0, so work in log space with `torch.logsumexp`.
+# $k$ when all weights are equal (e.g. $q_\phi$ is the true posterior), 1 when one weight dominates.
+#
+# Write `effective_sample_size(log_w)`: `log_w` has shape `(k, batch)` (the log-weights, samples along the first
+# dimension); return a tensor of shape `(batch,)`. On MNIST $\log w_i \approx -100$: $w_i^2 \approx e^{-200}$
+# underflows in float32, so stay in log space.
 
 # %%
-def iwae_bound(log_px_given_z, log_pz, log_qz):
+def effective_sample_size(log_w):
     ### BEGIN SOLUTION
-    log_w = log_px_given_z + log_pz - log_qz
-    return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+    return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0))
     ### END SOLUTION
 
 
 # %%
 # Self-check (a)
-_lw = torch.tensor([[-1.0, -3.0], [-2.0, -3.0], [-4.0, -3.0]], dtype=torch.float64)   # k = 3, batch = 2
-_zero = torch.zeros_like(_lw)
-_out = iwae_bound(_lw, _zero, _zero)
-assert torch.is_tensor(_out) and _out.shape == (2,), \
-    f"expected one value per example, shape (2,), got {getattr(_out, 'shape', type(_out))}: reduce over dim 0 (the k samples)"
-assert abs(float(_out[1]) + 3.0) < 1e-9, \
-    "when all k log-weights equal -3 the bound is -3: divide the sum of weights by k (subtract log k)"
-_direct = math.log((math.exp(-1) + math.exp(-2) + math.exp(-4)) / 3)
-assert abs(float(_out[0]) - _direct) < 1e-9, \
-    f"for log-weights (-1, -2, -4) expected log(mean(exp)) = {_direct:.6f}, got {float(_out[0]):.6f}"
-_signs = iwae_bound(_zero, _zero + 1.0, _zero + 3.0)
-assert torch.allclose(_signs, torch.full((2,), -2.0, dtype=torch.float64)), \
-    "log w = log p(x|z) + log p(z) - log q(z|x): check the signs (q divides)"
-_far = iwae_bound(_lw - 1000.0, _zero, _zero)
-assert torch.isfinite(_far).all(), \
-    "log-weights near -1000 give -inf: exp underflows to 0; use torch.logsumexp instead of log(sum(exp))"
+_equal = torch.zeros(7, 3, dtype=torch.float64) - 2.0
+_out = effective_sample_size(_equal)
+assert torch.is_tensor(_out) and _out.shape == (3,), \
+    f"expected one value per example, shape (3,), got {getattr(_out, 'shape', type(_out))}: reduce over dim 0 (the k samples)"
+assert torch.allclose(_out, torch.full((3,), 7.0, dtype=torch.float64)), \
+    f"7 equal weights give ESS = 7, got {_out.tolist()}: (sum w)^2 / sum w^2 (square the sum, not the terms)"
+_one = torch.tensor([[0.0], [-50.0], [-50.0], [-50.0]], dtype=torch.float64)
+assert abs(float(effective_sample_size(_one)[0]) - 1.0) < 1e-9, "one weight e^50 times larger than the others: ESS = 1"
+_far = effective_sample_size(torch.randn(10, 2) - 1000.0)
+assert torch.isfinite(_far).all() and (_far >= 1 - 1e-4).all(), \
+    "log-weights near -1000 give NaN or inf: exp underflows; write both sums with torch.logsumexp (w^2 = exp(2 log w))"
 print("(a) self-check passed")
 
-# %% grade={"exercise": "iwae_bound", "points": 2}
+# %% grade={"exercise": "effective_sample_size", "points": 2}
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(11)
-for _k, _b in [(1, 5), (7, 3), (500, 4)]:
-    _a, _p, _q = (torch.randn(_k, _b, generator=_g, dtype=torch.float64) * 20 - 100 for _ in range(3))
-    assert torch.allclose(iwae_bound(_a, _p, _q), ev.iwae_bound(_a, _p, _q), atol=1e-8), (_k, _b)
-_a = torch.randn(4, 3, generator=_g, dtype=torch.float64) - 5000.0
-assert torch.allclose(iwae_bound(_a, torch.zeros_like(_a), torch.zeros_like(_a)),
-                      ev.iwae_bound(_a, torch.zeros_like(_a), torch.zeros_like(_a)), atol=1e-8)
-# on a model with a known likelihood: the exact posterior gives the exact log p(x), for any k
+_lw = torch.randn(50, 4, generator=_g, dtype=torch.float64) * 2
+_w = _lw.exp()
+assert torch.allclose(effective_sample_size(_lw), _w.sum(0) ** 2 / (_w ** 2).sum(0), atol=1e-9)
+assert torch.allclose(effective_sample_size(_lw - 3000.0), _w.sum(0) ** 2 / (_w ** 2).sum(0), atol=1e-6), "shift-invariant"
+_e = effective_sample_size(torch.randn(200, 6, generator=_g) * 3 - 120.0)
+assert torch.isfinite(_e).all() and (_e >= 1 - 1e-3).all() and (_e <= 200 + 1e-3).all(), "between 1 and k, float32"
+# the exact posterior as proposal: every weight equals p(x), ESS = k; a worse q: fewer
 _m = LinearGaussian.random(4, 2, sigma=0.5, seed=3)
 _x = _m.sample(6, torch.Generator().manual_seed(4))
-_qz = _m.encode(_x)
-_z = _qz.sample((9,))
-_lpxz = _m.decode(_z.reshape(-1, 2)).log_prob(_x.repeat(9, 1)).reshape(9, 6)
-assert torch.allclose(iwae_bound(_lpxz, _m.prior.log_prob(_z), _qz.log_prob(_z)), _m.log_marginal(_x), atol=1e-8)
+for _post, _shift, _check in [("exact", 0.0, lambda e: torch.allclose(e, torch.full_like(e, 30.0), atol=1e-6)),
+                              ("exact", 1.5, lambda e: (e < 25).all())]:
+    _mm = LinearGaussian(_m.W, _m.b, 0.5, posterior=_post, q_shift=_shift)
+    _q = _mm.encode(_x)
+    _z = _q.sample((30,))
+    _lw = _mm.decode(_z.reshape(-1, 2)).log_prob(_x.repeat(30, 1)).reshape(30, 6) + _mm.prior.log_prob(_z) - _q.log_prob(_z)
+    assert _check(effective_sample_size(_lw)), (_post, _shift)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## (b) The Fréchet distance (2 points)
+# ## (b) The best Gaussian for one example: the amortization gap (2 points)
 #
-# The FID fits a Gaussian to the features of real images, $\mathcal{N}(\mu_1, S_1)$, and one to generated
-# images, $\mathcal{N}(\mu_2, S_2)$, and returns (Heusel et al. 2017)
+# Lesson 5, section 5: the encoder gives $q_\phi(z \mid x) = \mathcal{N}(\mu, \mathrm{diag}\, e^{\log\sigma^2})$; the best
+# diagonal Gaussian for this one $x$, $q^*$, maximises the ELBO
 #
-# $$d^2 = \|\mu_1 - \mu_2\|^2 + \mathrm{Tr}\big(S_1 + S_2 - 2\,(S_1 S_2)^{1/2}\big).$$
+# $$\mathcal{L}(\mu, \log\sigma^2) = \mathbb{E}_{\epsilon \sim \mathcal{N}(0, I)}\big[\log p_\theta(x, z)\big]_{z = \mu + \sigma \odot \epsilon}
+# + \underbrace{\tfrac12 \textstyle\sum_j \log\sigma_j^2 + \tfrac{d}{2}(1 + \log 2\pi)}_{\text{entropy of } q},$$
 #
-# Write `frechet_distance(mu1, S1, mu2, S2)` for float64 tensors (`mu` of shape `(F,)`, `S` of shape `(F, F)`,
-# symmetric positive semi-definite), returning a Python float. $S_1 S_2$ is not symmetric; use
-# $\mathrm{Tr}(S_1 S_2)^{1/2} = \sum_i \sqrt{\lambda_i}$, with $\lambda_i$ the eigenvalues of the symmetric PSD
-# matrix $S_1^{1/2} S_2 S_1^{1/2}$ (`torch.linalg.eigh` / `eigvalsh`; clamp tiny negative eigenvalues to 0).
+# and the **amortization gap** is $\mathcal{L}[q^*] - \mathcal{L}[q_\phi] \ge 0$ (Cremer et al. 2018).
+#
+# Write `best_gaussian(log_joint, mu, logvar, steps=500, lr=0.05, n_samples=32)`:
+# - `log_joint(z)` takes codes of shape `(S, d)` and returns $\log p_\theta(x \mid z) + \log p(z)$, shape `(S,)`,
+#   for one fixed $x$;
+# - start at `mu`, `logvar` (shape `(d,)`: the encoder's output), run `steps` steps of `torch.optim.Adam`
+#   (learning rate `lr`) on $-\mathcal{L}$, estimated with `n_samples` reparameterized samples per step;
+# - return the final `(mu, logvar)`, detached tensors of shape `(d,)`. Do not change the tensors you were given.
 
 # %%
-def frechet_distance(mu1, S1, mu2, S2):
+def best_gaussian(log_joint, mu, logvar, steps=500, lr=0.05, n_samples=32):
     ### BEGIN SOLUTION
-    vals, vecs = torch.linalg.eigh(S1)
-    r1 = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
-    tr_sqrt = torch.linalg.eigvalsh(r1 @ S2 @ r1).clamp_min(0).sqrt().sum()
-    return float(((mu1 - mu2) ** 2).sum() + torch.trace(S1) + torch.trace(S2) - 2 * tr_sqrt)
+    mu = mu.detach().clone().requires_grad_(True)
+    logvar = logvar.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([mu, logvar], lr=lr)
+    for _ in range(steps):
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(n_samples, len(mu), dtype=mu.dtype)
+        neg_elbo = -(log_joint(z).mean() + 0.5 * logvar.sum())     # the entropy's constant has no gradient
+        opt.zero_grad()
+        neg_elbo.backward()
+        opt.step()
+    return mu.detach(), logvar.detach()
     ### END SOLUTION
 
 
 # %%
-# Self-check (b)
-_mu = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
-_S = torch.tensor([[2.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 0.5]], dtype=torch.float64)
-_d0 = float(frechet_distance(_mu, _S, _mu, _S))
-assert abs(_d0) < 1e-8, f"a Gaussian is at distance 0 from itself, got {_d0}: check the factor 2 in front of the trace of the square root"
-_d_mean = float(frechet_distance(_mu, _S, _mu + torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64), _S))
-assert abs(_d_mean - 25.0) < 1e-8, f"shifting the mean by (3, 4, 0) should give 25, got {_d_mean}: the mean term is the SQUARED distance"
-_D1 = torch.diag(torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64))
-_D2 = torch.diag(torch.tensor([4.0, 1.0, 9.0], dtype=torch.float64))
-_d_diag = float(frechet_distance(_mu, _D1, _mu, _D2))
-assert abs(_d_diag - 2.0) < 1e-8, \
-    f"for diagonal covariances the answer is sum (sqrt(a) - sqrt(b))^2 = 2, got {_d_diag}: check the matrix square root (of eigenvalues, not entries)"
+# Self-check (b): a 1-D "posterior" N(3, 0.5^2) up to a constant: the best Gaussian is that one
+_target = Normal(torch.tensor(3.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64))
+_mu0, _lv0 = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+torch.manual_seed(0)
+_res = best_gaussian(lambda z: _target.log_prob(z[:, 0]), _mu0, _lv0, steps=400, lr=0.05)
+assert isinstance(_res, tuple) and len(_res) == 2, "return the pair (mu, logvar)"
+_mu, _lv = _res
+assert _mu.shape == (1,) and _lv.shape == (1,), f"mu and logvar keep the shape (d,) = (1,), got {_mu.shape}, {_lv.shape}"
+assert not _mu.requires_grad and not _lv.requires_grad, "return detached tensors (.detach())"
+assert float(_mu0[0]) == 0.0 and float(_lv0[0]) == 0.0, "do not change the tensors you were given: work on clones"
+assert abs(float(_mu[0]) - 3.0) < 0.15, \
+    f"the best mean is 3, got {float(_mu[0]):.3f}: maximise the ELBO (minimise its negative) with z = mu + sigma * eps"
+assert abs(float(_lv[0]) - math.log(0.25)) < 0.3, \
+    (f"the best log-variance is log 0.25 = {math.log(0.25):.3f}, got {float(_lv[0]):.3f}: without the entropy term "
+     "0.5 * sum(logvar) the variance collapses to 0; sigma = exp(0.5 * logvar), not exp(logvar)")
 print("(b) self-check passed")
 
-# %% grade={"exercise": "frechet_distance", "points": 2}
+# %% grade={"exercise": "best_gaussian", "points": 2}
 ### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(12)
-for _f in (2, 5, 20):
-    _A = torch.randn(_f, _f, generator=_g, dtype=torch.float64)
-    _B = torch.randn(_f, _f, generator=_g, dtype=torch.float64)
-    _S1, _S2 = _A @ _A.T + 0.01 * torch.eye(_f, dtype=torch.float64), _B @ _B.T
-    _m1, _m2 = torch.randn(_f, generator=_g, dtype=torch.float64), torch.randn(_f, generator=_g, dtype=torch.float64)
-    _ref = ev.frechet_distance(_m1, _S1, _m2, _S2)
-    assert abs(float(frechet_distance(_m1, _S1, _m2, _S2)) - _ref) < 1e-6 * max(1.0, _ref), _f
-    assert abs(float(frechet_distance(_m2, _S2, _m1, _S1)) - _ref) < 1e-6 * max(1.0, _ref), "symmetric"
-# singular (rank-1) covariances: still finite, 0 against itself
-_v = torch.randn(4, 1, generator=_g, dtype=torch.float64)
-_R = _v @ _v.T
-assert abs(float(frechet_distance(_v[:, 0], _R, _v[:, 0], _R))) < 1e-6
+# A linear-Gaussian model: the best diagonal Gaussian is known (posterior mean, precisions diag(M)),
+# and the closed-form ELBO of any q gives the gaps exactly.
+_m = LinearGaussian.random(6, 3, sigma=0.5, seed=5, posterior="mean_field")
+_bad = LinearGaussian(_m.W, _m.b, 0.5, posterior="mean_field", q_shift=0.8, q_scale=2.5)   # a poor "encoder"
+_x = _m.sample(3, torch.Generator().manual_seed(6))
+torch.manual_seed(1)
+for _i in range(3):
+    _xi = _x[_i:_i + 1]
+    _q0, _qs = _bad.encode(_xi), _m.encode(_xi)          # the encoder's q and the optimum q*
+    _lj = lambda z, xi=_xi: _m.decode(z).log_prob(xi.expand(len(z), -1)) + _m.prior.log_prob(z)  # noqa: E731
+    _mu, _lv = best_gaussian(_lj, _q0.mean[0], _q0.variance[0].log(), steps=800, lr=0.03, n_samples=32)
+    _qr = Independent(Normal(_mu.unsqueeze(0), torch.exp(0.5 * _lv).unsqueeze(0)), 1)
+    _e0, _er, _es = (float(_m.elbo_of(q, _xi)[0]) for q in (_q0, _qr, _qs))
+    assert _er > _es - 0.05, f"example {_i}: ELBO {_er:.3f} of the result, {_es:.3f} at the optimum"
+    assert _er - _e0 > 0.9 * (_es - _e0), "recovers the amortization gap"
+    assert torch.allclose(_mu, _qs.mean[0], atol=0.1), (_mu, _qs.mean[0])
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## (c) The Inception Score (1 point)
+# ## (c) The FID at infinitely many samples (1 point)
 #
-# For $N$ generated images a classifier gives $p(y \mid x_n)$, the rows of an $N \times C$ matrix `probs`.
-# With the marginal $p(y) = \frac1N \sum_n p(y \mid x_n)$ (Salimans et al. 2016):
+# Lesson 5, section 9: the FID of $n$ samples is biased upwards, by roughly $b/n$. Chong & Forsyth (2020)
+# therefore fit $\mathrm{FID}_n \approx \mathrm{FID}_\infty + b/n$ to FIDs measured at several $n$ and report the
+# intercept $\mathrm{FID}_\infty$, which compares models evaluated with different numbers of samples.
 #
-# $$\mathrm{IS} = \exp\Big(\frac1N \sum_n \mathrm{KL}\big(p(y \mid x_n) \,\|\, p(y)\big)\Big),
-# \qquad \mathrm{KL}(p \,\|\, q) = \sum_y p_y \log\frac{p_y}{q_y}.$$
-#
-# Write `inception_score(probs)` returning a Python float. Confident one-hot rows contain zeros:
-# $0 \log 0 = 0$ in both terms of the KL, $p(y \mid x) \log p(y \mid x)$ and $p(y \mid x) \log p(y)$ (`torch.xlogy(a, b)` is $a \log b$ with $0 \log 0 = 0$).
+# Write `fid_infinity(ns, fids)`: `ns` and `fids` are sequences of equal length (at least two different `n`),
+# return the pair of Python floats `(fid_inf, b)` of the least-squares line of the FIDs against $1/n$.
 
 # %%
-def inception_score(probs):
+def fid_infinity(ns, fids):
     ### BEGIN SOLUTION
-    p_y = probs.mean(0, keepdim=True)
-    kl = (torch.xlogy(probs, probs) - torch.xlogy(probs, p_y)).sum(1)
-    return float(torch.exp(kl.mean()))
+    x = 1.0 / torch.as_tensor(ns, dtype=torch.float64)
+    A = torch.stack([torch.ones_like(x), x], dim=1)
+    coef = torch.linalg.lstsq(A, torch.as_tensor(fids, dtype=torch.float64).unsqueeze(1)).solution[:, 0]
+    return float(coef[0]), float(coef[1])
     ### END SOLUTION
 
 
 # %%
 # Self-check (c)
-_balanced = torch.eye(10, dtype=torch.float64).repeat(3, 1)
-_s = float(inception_score(_balanced))
-assert math.isfinite(_s), "one-hot rows give NaN: 0 * log 0 must count as 0 (use torch.xlogy)"
-assert abs(_s - 10) < 1e-6, f"confident, balanced predictions over 10 classes give IS = 10, got {_s}: check the exp and the marginal p(y)"
-_same = torch.tensor([[0.7, 0.2, 0.1]] * 8, dtype=torch.float64)
-_s1 = float(inception_score(_same))
-assert abs(_s1 - 1) < 1e-9, f"identical predictions give IS = 1 (each KL to the marginal is 0), got {_s1}: p(y) is the mean of the rows"
+_res = fid_infinity([100, 200, 400], [12.0 + 500 / 100, 12.0 + 500 / 200, 12.0 + 500 / 400])
+assert isinstance(_res, tuple) and len(_res) == 2, "return the pair (fid_inf, b)"
+assert abs(float(_res[0]) - 12.0) < 1e-8, f"FIDs exactly 12 + 500/n give FID_inf = 12, got {float(_res[0])}: regress on 1/n, not n"
+assert abs(float(_res[1]) - 500.0) < 1e-6, f"... and b = 500, got {float(_res[1])}"
 print("(c) self-check passed")
 
-# %% grade={"exercise": "inception_score", "points": 1}
+# %% grade={"exercise": "fid_infinity", "points": 1}
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(13)
-_P = torch.softmax(3 * torch.randn(300, 10, generator=_g, dtype=torch.float64), 1)
-assert abs(float(inception_score(_P)) - ev.inception_score_from_probs(_P)) < 1e-6
-_one_class = torch.zeros(20, 5, dtype=torch.float64)
-_one_class[:, 2] = 1
-assert abs(float(inception_score(_one_class)) - 1) < 1e-9, "confident but always the same class: IS = 1"
-_imbalanced = torch.eye(4, dtype=torch.float64)[torch.tensor([0, 0, 0, 1])]   # p(y) = (3/4, 1/4, 0, 0)
-assert abs(float(inception_score(_imbalanced)) - math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))) < 1e-9
+_ns = [50, 50, 100, 100, 200, 500, 1000, 1000]
+_f = [7.0 + 900.0 / n + float(torch.randn((), generator=_g)) for n in _ns]
+_x = [1.0 / n for n in _ns]
+_xm, _fm = sum(_x) / len(_x), sum(_f) / len(_f)
+_slope = sum((a - _xm) * (c - _fm) for a, c in zip(_x, _f)) / sum((a - _xm) ** 2 for a in _x)
+_res = fid_infinity(_ns, _f)
+assert abs(_res[1] - _slope) < 1e-6 and abs(_res[0] - (_fm - _slope * _xm)) < 1e-8, "ordinary least squares on 1/n"
+assert isinstance(_res[0], float) and isinstance(_res[1], float), "Python floats"
+_res = fid_infinity(torch.tensor([10, 20]), torch.tensor([3.0, 2.0]))
+assert abs(_res[0] - 1.0) < 1e-9 and abs(_res[1] - 20.0) < 1e-9, "two points: the line through them"
 ### END HIDDEN TESTS

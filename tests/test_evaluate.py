@@ -354,3 +354,131 @@ def test_random_shift_moves_whole_images():
     assert y.shape == x.shape and torch.equal(y.sum((1, 2, 3)), x.sum((1, 2, 3))), "a square in the middle stays whole"
     rows = y[:, 0].sum(2).argmax(1)
     assert set(rows.tolist()) == set(range(8, 13)), "shifts from -2 to +2 pixels"
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesson 5, second edition: the gaps, the tempered prior, the FID's spread
+# ---------------------------------------------------------------------------------------------
+def test_elbo_of_any_gaussian_q_in_closed_form():
+    m = correlated_model()
+    x = m.sample(20, torch.Generator().manual_seed(1))
+    assert torch.allclose(m.elbo_of(m.encode(x), x), m.exact_elbo(x))
+    # the exact posterior closes the gap; any other q leaves a positive one (the KL to the posterior)
+    exact = correlated_model(posterior="exact")
+    assert torch.allclose(exact.elbo_of(exact.encode(x), x), m.log_marginal(x), atol=1e-10)
+    shifted = correlated_model(q_shift=0.5, q_scale=1.5)
+    assert (shifted.elbo_of(shifted.encode(x), x) < m.exact_elbo(x)).all(), "the mean-field optimum beats a shifted q"
+    # Monte Carlo agrees with the closed form
+    lw = ev.log_weights(shifted, x, k=20_000)
+    assert torch.allclose(lw.mean(0), shifted.exact_elbo(x), atol=5 * float(lw.std(0).max()) / math.sqrt(20_000))
+    with pytest.raises(ValueError, match="one Gaussian over z per example"):
+        m.elbo_of(m.encode(x[:3]), x)
+
+
+def test_log_weights_with_a_given_proposal():
+    m = correlated_model()
+    x = m.sample(10, torch.Generator().manual_seed(2))
+    post = correlated_model(posterior="exact").exact_posterior(x)
+    lw = ev.log_weights(m, x, k=50, q=post)                      # the true posterior as proposal: all equal p(x)
+    assert torch.allclose(lw, m.log_marginal(x).expand(50, -1), atol=1e-9)
+    with pytest.raises(ValueError, match="batch shape"):
+        ev.log_weights(m, x, k=5, q=m.encode(x[:4]))
+
+
+def test_refine_gaussian_finds_the_best_diagonal_gaussian():
+    bad = correlated_model(q_shift=0.7, q_scale=2.0)            # a poor encoder
+    best = correlated_model()                                    # the best diagonal q, in closed form
+    x = bad.sample(8, torch.Generator().manual_seed(3))
+    before = [p.clone() for p in bad.buffers()]
+    torch.manual_seed(0)
+    q = ev.refine_gaussian(bad, x, steps=600, lr=0.03, n_samples=32)
+    assert all(torch.equal(a, b) for a, b in zip(before, bad.buffers())), "the model is not changed"
+    assert q.batch_shape == (8,) and not q.mean.requires_grad
+    e_bad, e_ref, e_best = bad.exact_elbo(x), bad.elbo_of(q, x), best.exact_elbo(x)
+    assert (e_ref > e_best - 0.05).all(), "reaches the optimum's ELBO"
+    assert (e_ref - e_bad > 0.9 * (e_best - e_bad)).all(), "closes the amortization gap"
+    assert torch.allclose(q.mean, best.encode(x).mean, atol=0.1)
+    assert torch.allclose(q.stddev, best.encode(x).stddev, rtol=0.2)
+
+
+def test_inference_gaps_match_closed_forms():
+    bad = correlated_model(q_shift=0.5, q_scale=1.5)
+    best = correlated_model()
+    x = bad.sample(10, torch.Generator().manual_seed(4))
+    torch.manual_seed(1)
+    gaps = ev.inference_gaps(bad, x, steps=500, lr=0.03, n_samples=32, k_elbo=4000, k_iwae=4000)
+    log_px = bad.log_marginal(x)
+    amort_true = best.exact_elbo(x) - bad.exact_elbo(x)
+    approx_true = log_px - best.exact_elbo(x)                    # KL(q* || p(z|x)), about 0.2 nats
+    tol = 5 * torch.sqrt(gaps["elbo_q_star_sem"] ** 2 + gaps["elbo_encoder_sem"] ** 2) + 0.05
+    assert ((gaps["amortization"] - amort_true).abs() < tol).all()
+    assert ((gaps["approximation"] - approx_true).abs() < 5 * gaps["elbo_q_star_sem"] + 0.05).all()
+    err = gaps["log_px"] - log_px                               # IWAE with q*: a tight lower bound (up to noise)
+    assert err.abs().max() < 0.1 and float(err.mean()) < 0.02 and float(err.mean()) > -0.05
+    assert torch.allclose(gaps["approximation"] + gaps["amortization"], gaps["log_px"] - gaps["elbo_encoder"])
+
+
+def test_tempered_prior_is_the_scaled_linear_gaussian():
+    m = correlated_model(posterior="exact")
+    x = m.sample(30, torch.Generator().manual_seed(5))
+    for T in (0.5, 1.0, 2.0):
+        hot = LinearGaussian(m.W * T, m.b, m.sigma)              # z ~ N(0, T^2 I) is W T u with u ~ N(0, I)
+        exact = -hot.log_marginal(x)
+        torch.manual_seed(0)
+        est = ev.iwae_nll(ev.TemperedPrior(m, T), x, k=5000, reduction="none")
+        assert torch.allclose(est, exact, atol=0.05 if T != 1.0 else 1e-9), T
+        assert float((est - exact).mean()) > -0.01, "an upper bound on the NLL (up to noise)"
+    with pytest.raises(ValueError, match="positive"):
+        ev.TemperedPrior(m, 0.0)
+
+
+def test_fid_spread_shrinks_with_n_and_is_biased_for_small_n():
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(2000, 4, generator=g, dtype=torch.float64)
+    same = torch.randn(4000, 4, generator=g, dtype=torch.float64)        # same distribution as the reference
+    shifted = torch.randn(4000, 4, generator=g, dtype=torch.float64) + 1.0
+    out = ev.fid_spread(reference, {"same": same, "shifted": shifted}, [20, 100, 500], draws=40, seed=1)
+    assert set(out) == {"same", "shifted"} and all(len(v) == 40 for v in out["same"].values())
+    # same distribution: FID ~ bias only, falling roughly as 1/n
+    means = [float(out["same"][n].mean()) for n in (20, 100, 500)]
+    assert means[0] > 3 * means[1] > 3 * means[2] > 0
+    # shifted by 1 in each of 4 coordinates: FID -> 4, with a spread that falls like 1/sqrt(n)
+    sd = [float(out["shifted"][n].std()) for n in (20, 100, 500)]
+    assert sd[0] > 1.5 * sd[1] > 1.5 * sd[2]
+    assert abs(float(out["shifted"][500].mean()) - 4.0) < 0.5
+    with pytest.raises(ValueError, match="fewer than"):
+        ev.fid_spread(reference, {"same": same[:10]}, [20])
+
+
+def test_features_of_matches_the_classifier():
+    from course_lib.classifier import get_classifier
+
+    clf = get_classifier("mnist5k", device="cpu")
+    x = load_dataset("mnist5k", "test", device="cpu").images[:700]
+    f = ev.features_of(x, clf, batch_size=300)
+    with torch.no_grad():
+        assert torch.allclose(f, clf.features(x), atol=1e-5) and f.shape == (700, 64)
+    assert abs(ev.fid(f[:350], f[350:]) - ev.fid(x[:350], x[350:], features=clf)) < 1e-6
+
+
+def test_eval_plots_draw_without_a_display():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib import eval_plots
+
+    g = torch.Generator().manual_seed(0)
+    gaps = {"approximation": torch.rand(5, generator=g), "amortization": torch.rand(5, generator=g)}
+    fig, _ = eval_plots.gaps_figure(gaps)
+    imgs = {"a": torch.rand(6, 1, 8, 8), "b": torch.rand(6, 1, 8, 8)}
+    fig2, _ = eval_plots.image_sets_figure(imgs, {"a": (1.0, 2.0), "b": (10.0, 3.0)})
+    spread = {"p": {10: torch.rand(5, dtype=torch.float64) + 1, 100: torch.rand(5, dtype=torch.float64) + 1}}
+    fig3, _ = eval_plots.fid_spread_figure(spread, fit_c=0.5)
+    curve = [{"T": t, "FID": 10 - t, "IS": 1 + t} for t in (0.0, 1.0, 2.0)]
+    fig4, axes = eval_plots.temperature_figure(curve, {1.0: (5.0, 0.1), 2.0: (6.0, 0.1)})
+    assert len(axes) == 3
+    assert eval_plots.grey_fraction(torch.tensor([0.0, 0.5, 1.0, 0.95])) == 0.25
+    import matplotlib.pyplot as plt
+
+    for f in (fig, fig2, fig3, fig4):
+        plt.close(f)

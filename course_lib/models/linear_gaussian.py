@@ -25,7 +25,8 @@ estimators of :mod:`course_lib.evaluate` can be checked against exact values (le
   variances 1 / diag(M)): the VAE's family, a deliberately approximate q;
 
 and ``q_scale`` (multiplies q's standard deviations) and ``q_shift`` (added to q's mean) make it
-as wrong as you like. :meth:`exact_elbo` is the ELBO of that q in closed form.
+as wrong as you like. :meth:`exact_elbo` is the ELBO of that q in closed form, :meth:`elbo_of` the
+ELBO of any Gaussian q (for the approximation and amortization gaps of lesson 5).
 """
 from __future__ import annotations
 
@@ -120,10 +121,20 @@ class LinearGaussian(nn.Module):
 
     def exact_elbo(self, x: torch.Tensor) -> torch.Tensor:
         """ELBO of the encoder's q in closed form: log p(x) - KL(q(z|x) || p(z|x)) (the key equation)."""
-        q, post = self.encode(x), self.exact_posterior(x)
+        return self.elbo_of(self.encode(x), x)
+
+    def elbo_of(self, q, x: torch.Tensor) -> torch.Tensor:
+        """Closed-form ELBO of any Gaussian q over z (one per example of x: a diagonal ``Independent(Normal)``
+        or a ``MultivariateNormal``): log p(x) - KL(q || p(z|x)), one value per example (nats).
+
+        With the best diagonal q (``posterior="mean_field"``, no scale or shift) the remaining
+        KL is the approximation gap; any other q adds an amortization gap (Cremer et al. 2018)."""
         if isinstance(q, Independent):
             q = MultivariateNormal(q.mean, scale_tril=torch.diag_embed(q.stddev))
-        return self.log_marginal(x) - torch.distributions.kl_divergence(q, post)
+        if tuple(q.mean.shape) != (len(x), self.latent_dim):
+            raise ValueError(f"q has mean of shape {tuple(q.mean.shape)}, expected ({len(x)}, {self.latent_dim}): "
+                             "one Gaussian over z per example of x.")
+        return self.log_marginal(x) - torch.distributions.kl_divergence(q, self.exact_posterior(x))
 
     def loss(self, x: torch.Tensor, y=None) -> dict:
         """Negative ELBO with one sample of q (nats per example); nothing is trained by default."""
