@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from course_lib.classifier import get_classifier
-from course_lib.evaluate import fid
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
+from course_lib.evaluate import fid
 from course_lib.models import VAE
 from course_lib.models.vqvae import (VQVAE, EMAVectorQuantizer, VectorQuantizer, code_histogram, lesson7_config,
                                      lesson7_vqvae, perplexity, watch_codes)
@@ -50,8 +50,7 @@ print(describe())
 
 # %%
 CFG = lesson7_config()                 # the main VQ-VAE: pick(quick, full) inside, printed below
-VAE_LATENT = pick(64, 64)              # the Gaussian VAE we compare with (section 7)
-VAE_BETA = pick(0.02, 0.02)            # small beta: a rate comparable with the VQ-VAE's
+VAE_LATENT, VAE_BETA = 64, 0.02       # the Gaussian VAE of section 10: small beta, a rate like the VQ-VAE's
 VAE_EPOCHS = pick(8, 30)
 N_SHOW = 10
 print(CFG)
@@ -237,7 +236,7 @@ assert math.isclose(trained["neg_elbo"], trained["recon"] + 49 * math.log(K), re
 
 # %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
-    indices = vqvae.encode_indices(test_bin.images)          # (1000, 7, 7) integers
+    indices = vqvae.encode_indices(test_bin.images)          # (N, 7, 7) integers
     recons = vqvae.decode_indices(indices)                   # pixel probabilities
 fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2.4]})
 show_code_grid(indices[0], ax=axes[0], title=f"The 49 indices of a test '{int(test.labels[0])}'")
@@ -262,7 +261,7 @@ print(f"classifier accuracy: real test digits {acc_real:.1%}, VQ-VAE reconstruct
 assert acc_recon > acc_real - 0.05, "reconstructions are recognised within 5 points of the real digits"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# 49 integers of 5 bits each are enough for the classifier to read the digit almost as well as from the original.
+# 49 integers of log2 K bits each (5 bits in quick mode) are enough for the classifier to read the digit almost as well as from the original.
 # The squared error is against the grey-level originals, the decoder outputs pixel probabilities.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -313,7 +312,7 @@ plt.show()
 # A **dead code** is never the nearest one: it receives no gradient from the codebook term and stays dead.
 
 # %%
-counts = code_histogram(indices, K)                                  # usage over the 49,000 test positions
+counts = code_histogram(indices, K)                                  # usage over all test grid positions
 p_k = counts.float() / counts.sum()
 ppl = torch.exp(-(p_k[p_k > 0] * p_k[p_k > 0].log()).sum())          # (4)
 assert torch.isclose(ppl, perplexity(indices, K)), "same as course_lib's perplexity"
