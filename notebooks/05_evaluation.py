@@ -190,6 +190,8 @@ assert abs(gap[0] - elbo_gap) < 4 * sem[0], "IWAE with k = 1 estimates the ELBO"
 assert all(g1 < g0 + 3 * s for g0, g1, s in zip(gap, gap[1:], sem)), "the bound tightens with k (up to noise)"
 assert all(gk > -3 * s for gk, s in zip(gap, sem)), "never below the exact NLL (up to noise)"
 assert gap[-1] < 0.1 * elbo_gap, "with enough samples the bound closes 90 % of the ELBO's gap"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = eval_plots.estimator_check_figure(
     KS, gap, sem, [float((per - exact_nll).mean()) for per in lg_rows["exact q"]], elbo_gap)
 plt.show()
@@ -245,6 +247,8 @@ for k0, k1 in zip(KS, KS[1:]):
 k_max = KS[-1]
 diff = neg_elbo - per_k[k_max]
 assert diff.mean() > 3 * diff.std() / math.sqrt(len(diff)), "the IWAE NLL lies below -ELBO"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = eval_plots.nll_vs_k_figure(KS, nll, nll_sem, float(neg_elbo.mean()),
                                      f"VAE on binarized {train.name}: NLL estimate vs k")
 plt.show()
@@ -286,9 +290,10 @@ if train.name == "mnist":
 # - **amortization**: one encoder network for all images does not output the best $q$ for each (a better or
 #   longer-trained encoder would shrink it).
 #
-# Lesson 2's toy model showed both: its best $q$ still had a gap, and a fixed encoder did worse than
-# optimising $q$ per point. Here: for a few test digits, start from the encoder's $(\mu, \log\sigma^2)$ and run
-# Adam on that digit's ELBO (`ev.refine_gaussian`, the model fixed); $\log p_\theta(x)$ by IWAE with large $k$.
+# Lesson 2 named them on its toy model, where the family contains the posterior (no approximation gap) and a
+# shared $q$ had a large amortization gap. On the VAE we measure both: for a few test digits, start from the
+# encoder's $(\mu, \log\sigma^2)$ and run Adam on that digit's ELBO (`ev.refine_gaussian`, the model fixed);
+# $\log p_\theta(x)$ by IWAE with large $k$ and $q^*$ as proposal.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Ask: "which gap would a normalising-flow posterior reduce, and which a bigger encoder?" Expected answer:
@@ -604,6 +609,12 @@ assert is_collapse > 0.9 * is_of["real (other half)"], "ten images repeated scor
 # 3. The ELBO's gap = approximation gap (the Gaussian family) + amortization gap (the encoder): both measured, both positive.
 # 4. FID (Gaussians of classifier features) and IS (confident, balanced predictions) are random and biased for small n: give n and error bars; ours are FID-digits.
 # 5. Scores can prefer $T \ne 1$ or memorization: report $T = 1$ or state the temperature; a held-out likelihood sees what they miss.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Go back to the answers written down at the start ("lower loss", "nicer samples") and sort them: the loss is
+# a bound on the likelihood (section 2, and its two gaps in section 5); "nicer samples" is FID/IS, with n, an
+# error bar and T = 1. Ask: "what would you report for your VAE?" Expected answer: IWAE NLL with k and the
+# binarization, FID-digits with n, the number of draws and the temperature.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **References**
