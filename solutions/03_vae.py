@@ -1,21 +1,21 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
-# # Exercises, lesson 3: the three formulas of a Gaussian VAE
+# # Exercises, lesson 3: one step beyond the Gaussian VAE
 #
-# You write the three lines that make a VAE a VAE; `course_lib` does the rest.
+# Lesson 3 wrote the KL of $q_\phi(z \mid x)$ to $\mathcal{N}(0, I)$, the score-function estimator without a baseline and
+# the reparameterization of a **diagonal** Gaussian. Each exercise takes the next step.
 #
 # | exercise | what you write | points |
 # |---|---|---|
-# | (a) | `gaussian_kl(mu, logvar)`: the KL of $q_\phi(z \mid x)$ to the prior $\mathcal{N}(0, I)$ | 3 |
-# | (b) | `reparameterize(mu, logvar, eps)`: a sample of $q_\phi(z \mid x)$ that gradients can pass through | 2 |
-# | (c) | `negative_elbo(x, logits, mu, logvar)`: the loss, in nats per example | 3 |
+# | (a) | `kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)`: the KL between two diagonal Gaussians (a prior that is not $\mathcal{N}(0, I)$) | 3 |
+# | (b) | `score_function_loo(fz, z, mu, sigma)`: the score-function estimator with a leave-one-out baseline | 3 |
+# | (c) | `reparameterize_full(mu, L, eps)`: a reparameterized sample of a Gaussian with a full covariance | 2 |
 #
 # Replace each `raise NotImplementedError(...)` with your code, run the cell, then run the **self-check** cell
 # below it: its messages say what to look at. Graded cells (marked "grade") run hidden tests when your work is
-# collected: do not edit or delete them. Use `torch` operations only (no NumPy), and do not call
-# `course_lib.losses`: the point is to write the formula.
+# collected: do not edit or delete them. Use `torch` operations only (no NumPy, no `torch.distributions` in your
+# answers: the point is to write the formula).
 #
-# **Units** as in the course: nats per example, summed over pixels and latent dimensions, averaged over the batch.
-# `logvar` is $\log \sigma^2$, one value per latent dimension.
+# **Units** nats, one value per example, summed over latent dimensions. `logvar` is $\log \sigma^2$.
 #
 # Runs in a few seconds on a CPU.
 
@@ -23,7 +23,6 @@
 import math
 
 import torch
-import torch.nn.functional as F
 
 from course_lib.runtime import get_device, seed_everything
 
@@ -31,21 +30,24 @@ seed_everything(0)
 device = get_device()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## (a) The KL term in closed form (3 points)
+# ## (a) The KL between two diagonal Gaussians (3 points)
 #
-# For $q_\phi(z \mid x) = \mathcal{N}(\mu, \operatorname{diag}\sigma^2)$ and $p(z) = \mathcal{N}(0, I)$ in $d$ dimensions (lesson 3, eq. 3):
+# Seed 003 (the two-stage VAE) needs $\mathrm{KL}(q(z \mid x)\,\|\,p(z \mid y, u))$, where the prior of $z$ is a Gaussian
+# whose mean and variance a network outputs, not $\mathcal{N}(0, I)$. For $q = \mathcal{N}(\mu_q, \operatorname{diag}\sigma_q^2)$ and
+# $p = \mathcal{N}(\mu_p, \operatorname{diag}\sigma_p^2)$ in $d$ dimensions, derive (one dimension at a time:
+# $\mathbb{E}_q[\log q(z) - \log p(z)]$ with $\mathbb{E}_q[(z - \mu_p)^2] = \sigma_q^2 + (\mu_q - \mu_p)^2$) and write
 #
-# $$\mathrm{KL}\big(q_\phi(z \mid x)\,\|\,p(z)\big) = \tfrac12\big(\operatorname{tr}\Sigma + \mu^\top\mu - d - \log\det\Sigma\big)
-#   = \tfrac12 \sum_{j=1}^{d} \big(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2\big).$$
+# $$\mathrm{KL}(q\,\|\,p) = \tfrac12 \sum_{j=1}^d \Big(\log\frac{\sigma_{p,j}^2}{\sigma_{q,j}^2} + \frac{\sigma_{q,j}^2 + (\mu_{q,j} - \mu_{p,j})^2}{\sigma_{p,j}^2} - 1\Big).$$
 #
-# Write `gaussian_kl(mu, logvar)`: `mu` and `logvar` have shape `(batch, d)`; return a tensor of shape `(batch,)`,
-# one KL per example, **summed** over the $d$ latent dimensions.
+# `kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p)`: four tensors of shape `(batch, d)`; return shape `(batch,)`.
+# With $\mu_p = 0$, $\log\sigma_p^2 = 0$ it must give the lesson's eq. (3).
 
 # %%
-def gaussian_kl(mu, logvar):
-    """KL(N(mu, diag exp(logvar)) || N(0, I)), summed over the last dimension: (batch, d) -> (batch,)."""
+def kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p):
+    """KL(N(mu_q, diag e^logvar_q) || N(mu_p, diag e^logvar_p)), summed over the last dimension."""
     ### BEGIN SOLUTION
-    return 0.5 * (logvar.exp() + mu**2 - 1.0 - logvar).sum(dim=-1)
+    ratio = torch.exp(logvar_q - logvar_p)
+    return 0.5 * (logvar_p - logvar_q + ratio + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1.0).sum(-1)
     ### END SOLUTION
 
 
@@ -53,69 +55,72 @@ def gaussian_kl(mu, logvar):
 # **Self-check (a)**: run this cell; it says what is wrong, if anything.
 
 # %%
-_kl = gaussian_kl(torch.zeros(4, 3), torch.zeros(4, 3))
-assert torch.is_tensor(_kl), "gaussian_kl should return a torch tensor"
-assert _kl.shape == (4,), (f"for mu, logvar of shape (4, 3) expect one KL per example, shape (4,), got {tuple(_kl.shape)}: "
+_z = torch.zeros(4, 3)
+_kl = kl_diag_gaussians(_z, _z, _z, _z)
+assert torch.is_tensor(_kl), "kl_diag_gaussians should return a torch tensor"
+assert _kl.shape == (4,), (f"for inputs of shape (4, 3) expect one KL per example, shape (4,), got {tuple(_kl.shape)}: "
                            "sum over the latent dimension (dim=-1), not over the batch")
-assert torch.allclose(_kl, torch.zeros(4), atol=1e-6), \
-    f"q = N(0, I) is the prior: the KL must be 0, got {_kl.tolist()}; check the '- 1' and the '- log sigma^2' terms"
-_kl = gaussian_kl(torch.zeros(1, 1), torch.ones(1, 1))
-assert _kl.item() > 0, (f"your KL is {_kl.item():.4f} for mu = 0, logvar = 1: a KL is never negative; "
-                        "check the sign of the -log sigma^2 term (it is -logvar)")
-assert abs(_kl.item() - 0.5 * (math.e - 2)) < 1e-5, \
-    (f"for mu = 0, logvar = 1 the KL is (e - 1 - 1) / 2 = {0.5 * (math.e - 2):.4f}, got {_kl.item():.4f}: "
-     "sigma^2 = exp(logvar), and the log-variance term enters with a minus sign (- logvar)")
-_kl = gaussian_kl(torch.tensor([[2.0, 0.0]]), torch.zeros(1, 2))
-assert abs(_kl.item() - 2.0) < 1e-5, (f"for mu = (2, 0), sigma = 1 the KL is mu^T mu / 2 = 2, got {_kl.item():.4f}: "
-                                      "check the mu^2 term and the factor 1/2, and that you sum (not average) over dimensions")
+assert torch.allclose(_kl, torch.zeros(4), atol=1e-6), f"KL(q || q) must be 0, got {_kl.tolist()}: check the '- 1'"
+_m, _l = torch.tensor([[0.5, -1.0]]), torch.tensor([[0.3, -0.7]])
+_std = 0.5 * (_l.exp() + _m**2 - 1 - _l).sum(-1)
+assert torch.allclose(kl_diag_gaussians(_m, _l, torch.zeros(1, 2), torch.zeros(1, 2)), _std, atol=1e-5), \
+    "with p = N(0, I) your KL should equal the lesson's eq. (3)"
+_kl = kl_diag_gaussians(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 1), torch.full((1, 1), math.log(4.0)))
+assert abs(_kl.item() - 0.5 * (math.log(4.0) + 0.25 - 1)) < 1e-5, (
+    f"KL(N(0, 1) || N(0, 4)) = (log 4 + 1/4 - 1) / 2 = {0.5 * (math.log(4.0) + 0.25 - 1):.4f}, got {_kl.item():.4f}: "
+    "the variance ratio is sigma_q^2 / sigma_p^2 (q on top), and the log term is log(sigma_p^2 / sigma_q^2)")
+_kl = kl_diag_gaussians(torch.full((1, 1), 3.0), torch.zeros(1, 1), torch.full((1, 1), 1.0), torch.full((1, 1), math.log(4.0)))
+assert abs(_kl.item() - 0.5 * (math.log(4.0) + 0.25 + 1.0 - 1)) < 1e-5, (
+    f"KL(N(3, 1) || N(1, 4)) = (log 4 + 1/4 + (3 - 1)^2 / 4 - 1) / 2, got {_kl.item():.4f}: "
+    "the squared mean difference is divided by the PRIOR's variance sigma_p^2")
 print("Self-check (a) passed.")
 
-# %% grade={"exercise": "gaussian_kl", "points": 3}
+# %% grade={"exercise": "kl_diag_gaussians", "points": 3}
 ### BEGIN HIDDEN TESTS
 from torch.distributions import Normal, kl_divergence
 
-from course_lib.losses import gaussian_kl as _reference_kl
+from course_lib.losses import gaussian_kl_general as _ref
 
 _g = torch.Generator().manual_seed(31)
 for _batch, _d in [(1, 1), (7, 5), (32, 20)]:
-    _mu = 2 * torch.randn(_batch, _d, generator=_g)
-    _lv = 1.5 * torch.randn(_batch, _d, generator=_g)
-    _got = gaussian_kl(_mu, _lv)
+    _a = [2 * torch.randn(_batch, _d, generator=_g) for _ in range(4)]
+    _got = kl_diag_gaussians(*_a)
     assert _got.shape == (_batch,)
-    assert torch.allclose(_got, _reference_kl(_mu, _lv), rtol=1e-5, atol=1e-5)
-    _q = Normal(_mu, torch.exp(0.5 * _lv))
-    assert torch.allclose(_got, kl_divergence(_q, Normal(0.0, 1.0)).sum(-1), rtol=1e-4, atol=1e-5)
-    assert (_got >= -1e-6).all()
-# small and large variances (the sign of each term matters at both ends)
-_mu = torch.zeros(2, 3)
-_lv = torch.tensor([[-4.0, -4.0, -4.0], [3.0, 3.0, 3.0]])
-assert torch.allclose(gaussian_kl(_mu, _lv), _reference_kl(_mu, _lv), rtol=1e-5)
-# summed over dimensions: d identical dimensions give d times the 1-D value
-_one = gaussian_kl(torch.full((1, 1), 0.7), torch.full((1, 1), -0.3))
-_six = gaussian_kl(torch.full((1, 6), 0.7), torch.full((1, 6), -0.3))
-assert torch.allclose(_six, 6 * _one, rtol=1e-5)
-# differentiable
-_mu = torch.randn(3, 4, generator=_g, requires_grad=True)
-gaussian_kl(_mu, torch.zeros(3, 4)).sum().backward()
-assert torch.allclose(_mu.grad, _mu.detach(), atol=1e-5)
+    assert torch.allclose(_got, _ref(*_a), rtol=1e-4, atol=1e-4)
+    _q, _p = Normal(_a[0], torch.exp(0.5 * _a[1])), Normal(_a[2], torch.exp(0.5 * _a[3]))
+    assert torch.allclose(_got, kl_divergence(_q, _p).sum(-1), rtol=1e-4, atol=1e-4)
+    assert (_got >= -1e-5).all()
+# not symmetric
+_a = [torch.tensor([[0.0]]), torch.tensor([[0.0]]), torch.tensor([[1.0]]), torch.tensor([[2.0]])]
+assert not torch.allclose(kl_diag_gaussians(*_a), kl_diag_gaussians(_a[2], _a[3], _a[0], _a[1]))
+# gradients: d KL / d mu_q = (mu_q - mu_p) / sigma_p^2
+_mq = torch.randn(3, 4, generator=_g, requires_grad=True)
+_mp, _lp = torch.randn(3, 4, generator=_g), torch.randn(3, 4, generator=_g)
+kl_diag_gaussians(_mq, torch.zeros(3, 4), _mp, _lp).sum().backward()
+assert torch.allclose(_mq.grad, (_mq.detach() - _mp) * torch.exp(-_lp), atol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## (b) The reparameterization trick (2 points)
+# ## (b) The score function with a leave-one-out baseline (3 points)
 #
-# A sample $z \sim \mathcal{N}(\mu, \operatorname{diag}\sigma^2)$ written as a differentiable function of $(\mu, \log\sigma^2)$ and of
-# noise $\varepsilon \sim \mathcal{N}(0, I)$ that does not depend on them:
+# Lesson 3's score-function estimator of $\nabla_\mu \mathbb{E}_{q}[f(z)]$, $q = \mathcal{N}(\mu, \operatorname{diag}\sigma^2)$, uses one draw:
+# $\hat g = f(z)\,(z - \mu)/\sigma^2$. Since $\mathbb{E}_q[\nabla_\mu \log q(z)] = 0$, subtracting any $b$ that does not depend on
+# $z$ keeps it unbiased: $\hat g = (f(z) - b)\,(z - \mu)/\sigma^2$. A good $b$ is close to $\mathbb{E}_q[f]$. With $n$ draws
+# $z_1, \dots, z_n$, the **leave-one-out** baseline uses the other draws (Kool et al. 2019; Mnih & Rezende 2016):
 #
-# $$z = \mu + \sigma \odot \varepsilon, \qquad \sigma = \exp\big(\tfrac12 \log\sigma^2\big).$$
+# $$\hat g_i = \big(f(z_i) - b_i\big)\,\frac{z_i - \mu}{\sigma^2}, \qquad b_i = \frac{1}{n - 1}\sum_{k \ne i} f(z_k).$$
 #
-# Write `reparameterize(mu, logvar, eps)`: all three have the same shape; return $z$, same shape. Use the `eps` you are
-# given (do not draw new noise), so that the result is reproducible and gradients reach `mu` and `logvar`.
+# $b_i$ is independent of $z_i$, so each $\hat g_i$ is unbiased. Write `score_function_loo(fz, z, mu, sigma)`:
+# `fz` of shape `(n,)` holds $f(z_i)$, `z` has shape `(n, d)`, `mu` and `sigma` shape `(d,)`; return the `(n, d)`
+# per-draw estimates $\hat g_i$. Do it without a Python loop over $i$ (hint: $\sum_{k \ne i} = \sum_k - $ the $i$-th term).
 
 # %%
-def reparameterize(mu, logvar, eps):
-    """z = mu + exp(logvar / 2) * eps, differentiable in mu and logvar."""
+def score_function_loo(fz, z, mu, sigma):
+    """Per-draw score-function estimates of d/dmu E_q[f], with the leave-one-out baseline: (n, d)."""
     ### BEGIN SOLUTION
-    return mu + torch.exp(0.5 * logvar) * eps
+    n = fz.shape[0]
+    baseline = (fz.sum() - fz) / (n - 1)
+    return (fz - baseline)[:, None] * (z - mu) / sigma**2
     ### END SOLUTION
 
 
@@ -123,64 +128,64 @@ def reparameterize(mu, logvar, eps):
 # **Self-check (b)**
 
 # %%
-_mu = torch.tensor([[1.0, -2.0]], requires_grad=True)
-_lv = torch.tensor([[0.0, math.log(4.0)]], requires_grad=True)
-_eps = torch.tensor([[0.5, 1.0]])
-_z = reparameterize(_mu, _lv, _eps)
-assert torch.is_tensor(_z) and _z.shape == _mu.shape, f"z should have the shape of mu, {tuple(_mu.shape)}"
-assert torch.allclose(reparameterize(_mu, _lv, torch.zeros(1, 2)), _mu), "with eps = 0 the sample should be mu"
-assert torch.allclose(_z, torch.tensor([[1.5, 0.0]])), (
-    f"for mu = (1, -2), sigma^2 = (1, 4), eps = (0.5, 1) expect z = (1.5, 0.0), got {_z.tolist()}: "
-    "multiply eps by the standard deviation sigma = exp(logvar / 2), not by the variance or by logvar")
-assert _z.requires_grad, ("z has no gradient history: build it from mu and logvar with torch operations "
-                          "(no .detach(), .item(), torch.normal or .sample())")
-_z.sum().backward()
-assert _mu.grad is not None and torch.allclose(_mu.grad, torch.ones(1, 2)), "dz/dmu should be 1"
-assert _lv.grad is not None and torch.allclose(_lv.grad, torch.tensor([[0.25, 1.0]])), (
-    f"dz/dlogvar should be sigma * eps / 2 = (0.25, 1.0), got {None if _lv.grad is None else _lv.grad.tolist()}")
-print("Self-check (b) passed.")
+_fz = torch.tensor([1.0, 3.0])
+_z = torch.tensor([[1.0], [-1.0]])
+_g = score_function_loo(_fz, _z, torch.zeros(1), torch.ones(1))
+assert torch.is_tensor(_g) and _g.shape == (2, 1), f"expected shape (n, d) = (2, 1), got {getattr(_g, 'shape', type(_g))}"
+assert torch.allclose(_g, torch.tensor([[-2.0], [-2.0]])), (
+    f"with f = (1, 3) and n = 2 the baselines are b = (3, 1) (the OTHER draw), so g = ((1 - 3) * 1, (3 - 1) * (-1)) = "
+    f"(-2, -2); got {_g.flatten().tolist()}: b_i must leave out f(z_i) (the batch mean would give (-1, -1))")
+_g = score_function_loo(torch.full((5,), 7.0), torch.randn(5, 3), torch.zeros(3), torch.ones(3))
+assert torch.allclose(_g, torch.zeros(5, 3), atol=1e-5), "a constant f has zero gradient: every f(z_i) - b_i should be 0"
+_g = score_function_loo(torch.tensor([0.0, 2.0, 4.0]), torch.tensor([[2.0], [2.0], [2.0]]), torch.zeros(1),
+                        torch.full((1,), 2.0))
+assert torch.allclose(_g, torch.tensor([[-1.5], [0.0], [1.5]])), (
+    f"expected (-1.5, 0, 1.5) for sigma = 2, got {_g.flatten().tolist()}: divide (z - mu) by sigma SQUARED")
+_mu, _s = torch.tensor([1.0]), torch.tensor([0.5])
+_zz = _mu + _s * torch.randn(40_000, 1, generator=torch.Generator().manual_seed(0))
+_fz = (_zz**2).sum(1)
+_loo = score_function_loo(_fz, _zz, _mu, _s)
+_plain = _fz[:, None] * (_zz - _mu) / _s**2
+assert abs(_loo.mean() - 2.0) < 5 * _loo.std() / 200, f"the estimate of d/dmu E[z^2] = 2 mu = 2 is biased: {_loo.mean():.3f}"
+assert _loo.var() < 0.5 * _plain.var(), "the baseline should reduce the variance well below the plain estimator's"
+print(f"Self-check (b) passed: variance {_plain.var():.2f} without baseline, {_loo.var():.2f} with it.")
 
-# %% grade={"exercise": "reparameterize", "points": 2}
+# %% grade={"exercise": "score_function_loo", "points": 3}
 ### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(32)
-_mu = torch.randn(64, 6, generator=_g, requires_grad=True)
-_lv = torch.randn(64, 6, generator=_g, requires_grad=True)
-_eps = torch.randn(64, 6, generator=_g)
-_z = reparameterize(_mu, _lv, _eps)
-assert torch.allclose(_z, _mu + torch.exp(0.5 * _lv) * _eps, atol=1e-6)
-assert torch.equal(reparameterize(_mu, _lv, _eps), _z), "the same eps must give the same z (no fresh noise)"
-(_z**2).sum().backward()
-assert torch.allclose(_mu.grad, 2 * _z.detach(), atol=1e-5)
-assert torch.allclose(_lv.grad, 2 * _z.detach() * 0.5 * torch.exp(0.5 * _lv.detach()) * _eps, atol=1e-5)
-# moments: many samples of one q have mean mu and variance sigma^2
-_m, _s = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([0.2, 1.0, 3.0])
-_zs = reparameterize(_m.expand(40_000, 3), (2 * _s.log()).expand(40_000, 3), torch.randn(40_000, 3, generator=_g))
-assert ((_zs.mean(0) - _m).abs() < 5 * _s / 200).all()
-assert torch.allclose(_zs.std(0), _s, rtol=0.03)
-# very small variances stay finite
-assert torch.isfinite(reparameterize(torch.zeros(2), torch.full((2,), -60.0), torch.ones(2))).all()
+_gen = torch.Generator().manual_seed(32)
+_mu, _s = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([0.3, 1.0, 0.7])
+_zz = _mu + _s * torch.randn(8, 3, generator=_gen)
+_fz = torch.randn(8, generator=_gen)
+_want = torch.stack([(_fz[i] - torch.cat([_fz[:i], _fz[i + 1:]]).mean()) * (_zz[i] - _mu) / _s**2 for i in range(8)])
+assert torch.allclose(score_function_loo(_fz, _zz, _mu, _s), _want, atol=1e-5)
+# unbiased for f(z) = sum exp(z): d/dmu E = exp(mu + sigma^2 / 2)
+_zz = _mu + _s * torch.randn(200_000, 3, generator=_gen)
+_g = score_function_loo(_zz.exp().sum(1), _zz, _mu, _s)
+_exact = torch.exp(_mu + _s**2 / 2)
+assert ((_g.mean(0) - _exact).abs() < 5 * _g.std(0) / math.sqrt(len(_g))).all()
+# not the batch mean (that would include f(z_i) itself and be biased for small n)
+_zz = _mu + _s * torch.randn(3, 3, generator=_gen)
+_fz = torch.randn(3, generator=_gen)
+assert not torch.allclose(score_function_loo(_fz, _zz, _mu, _s), (_fz - _fz.mean())[:, None] * (_zz - _mu) / _s**2)
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## (c) The negative ELBO (3 points)
+# ## (c) Reparameterizing a full-covariance Gaussian (2 points)
 #
-# With a Bernoulli decoder whose logits are $\ell = f_\theta(z)$, one sample $z$ per example, and the closed-form KL:
+# A diagonal $q_\phi(z \mid x)$ cannot express correlations between latent dimensions. A full covariance
+# $\Sigma = L L^\top$, with $L$ lower triangular with a positive diagonal (its Cholesky factor, which an encoder can
+# output; Kingma & Welling 2019, section 2.5.2), is reparameterized as
 #
-# $$-\mathrm{ELBO}(x) \approx \underbrace{-\sum_{i=1}^{D} \big[x_i \log \mathrm{sigmoid}(\ell_i) + (1 - x_i)\log\big(1 - \mathrm{sigmoid}(\ell_i)\big)\big]}_{-\log p_\theta(x \mid z)\ \text{summed over pixels}}
-#  + \mathrm{KL}\big(q_\phi(z \mid x)\,\|\,p(z)\big).$$
+# $$z = \mu + L\,\varepsilon, \qquad \varepsilon \sim \mathcal{N}(0, I) \quad\Longrightarrow\quad z \sim \mathcal{N}(\mu, L L^\top).$$
 #
-# Write `negative_elbo(x, logits, mu, logvar)`: `x` and `logits` have shape `(batch, C, H, W)`, `mu` and `logvar`
-# shape `(batch, d)`; return a **scalar**: the per-example value above averaged over the batch (nats per example).
-# Use your `gaussian_kl`, and for the reconstruction `F.binary_cross_entropy_with_logits(logits, x, reduction="none")`,
-# which computes the bracket per pixel without overflow for large logits. (The grader checks (c) with a correct
-# `gaussian_kl`, so a mistake in (a) costs points only once.)
+# Write `reparameterize_full(mu, L, eps)`: `mu` and `eps` of shape `(batch, d)`, `L` of shape `(batch, d, d)` (one
+# factor per example); return $z$, shape `(batch, d)`, differentiable in `mu` and `L`. Use the `eps` you are given.
 
 # %%
-def negative_elbo(x, logits, mu, logvar):
-    """Bernoulli reconstruction (summed over pixels) + KL (summed over latent dims), averaged over the batch."""
+def reparameterize_full(mu, L, eps):
+    """z = mu + L eps for each example of the batch: (batch, d)."""
     ### BEGIN SOLUTION
-    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").reshape(len(x), -1).sum(dim=1)
-    return (recon + gaussian_kl(mu, logvar)).mean()
+    return mu + torch.einsum("bij,bj->bi", L, eps)
     ### END SOLUTION
 
 
@@ -188,86 +193,60 @@ def negative_elbo(x, logits, mu, logvar):
 # **Self-check (c)**
 
 # %%
-_x = torch.zeros(2, 1, 2, 2)
-_x[0, 0, 0, 0] = 1.0
-_val = negative_elbo(_x, torch.zeros(2, 1, 2, 2), torch.zeros(2, 3), torch.zeros(2, 3))
-assert torch.is_tensor(_val) and _val.dim() == 0, (
-    f"negative_elbo should return a scalar (the average over the batch), got shape {tuple(_val.shape)}")
-assert abs(_val.item() - 4 * math.log(2)) < 1e-5, (
-    f"with logits 0 each of the 4 pixels costs log 2 and the KL is 0, so the loss is 4 log 2 = {4 * math.log(2):.4f} "
-    f"nats per example; got {_val.item():.4f}: sum over pixels (not mean), then average over the batch")
-_val = negative_elbo(_x, torch.zeros(2, 1, 2, 2), torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), torch.zeros(2, 3))
-assert abs(_val.item() - (4 * math.log(2) + 1.0)) < 1e-5, (
-    f"one example has KL 2 and the other 0: the batch average adds 1 nat, expected {4 * math.log(2) + 1:.4f}, "
-    f"got {_val.item():.4f}; add the KL per example before averaging over the batch")
-_val = negative_elbo(torch.ones(1, 1, 2, 2), torch.full((1, 1, 2, 2), 200.0), torch.zeros(1, 3), torch.zeros(1, 3))
-assert torch.isfinite(_val) and _val.item() < 1e-3, (
-    "with logits +200 and x = 1 the reconstruction cost should be ~0, not inf or nan: "
-    "use F.binary_cross_entropy_with_logits, not log(sigmoid(...))")
+_mu = torch.tensor([[1.0, -1.0]], requires_grad=True)
+_L = torch.tensor([[[2.0, 0.0], [0.5, 1.0]]], requires_grad=True)
+_eps = torch.tensor([[1.0, 2.0]])
+_z = reparameterize_full(_mu, _L, _eps)
+assert torch.is_tensor(_z) and _z.shape == (1, 2), f"z should have the shape of mu, (1, 2), got {getattr(_z, 'shape', None)}"
+assert torch.allclose(_z, torch.tensor([[3.0, 1.5]])), (
+    f"z = mu + L eps = (1 + 2*1, -1 + 0.5*1 + 1*2) = (3, 1.5), got {_z.tolist()}: multiply L (rows) by eps, "
+    "not eps by L (L^T eps is the transpose)")
+assert _z.requires_grad, "z has no gradient history: build it from mu and L with torch operations"
+_z.sum().backward()
+assert torch.allclose(_L.grad, torch.tensor([[[1.0, 2.0], [1.0, 2.0]]])), "dz_i / dL_ij should be eps_j"
+_Lb = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [1.0, 0.0]]])
+_zb = reparameterize_full(torch.zeros(2, 2), _Lb, torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+assert torch.allclose(_zb, torch.tensor([[1.0, 2.0], [0.0, 3.0]])), \
+    f"each example uses its own L: expected [[1, 2], [0, 3]], got {_zb.tolist()}"
 print("Self-check (c) passed.")
 
-# %% grade={"exercise": "negative_elbo", "points": 3}
+# %% grade={"exercise": "reparameterize_full", "points": 2}
 ### BEGIN HIDDEN TESTS
-from course_lib.losses import bernoulli_nll as _ref_nll
-from course_lib.losses import gaussian_kl as _ref_kl
-from course_lib.models import VAE as _VAE
-
-# (c) is graded on its own: while these tests run, gaussian_kl is the reference one, so a mistake in (a)
-# is not counted twice.
-_student_kl = globals().get("gaussian_kl")
-gaussian_kl = _ref_kl
-try:
-    _g = torch.Generator().manual_seed(33)
-    _x = (torch.rand(16, 1, 8, 8, generator=_g) < 0.4).float()
-    _logits = 3 * torch.randn(16, 1, 8, 8, generator=_g)
-    _mu, _lv = torch.randn(16, 5, generator=_g), torch.randn(16, 5, generator=_g)
-    _want = (_ref_nll(_logits, _x) + _ref_kl(_mu, _lv)).mean()
-    assert torch.allclose(negative_elbo(_x, _logits, _mu, _lv), _want, rtol=1e-5)
-    # grey-level targets too (the formula does not assume binary pixels)
-    _xg = torch.rand(4, 1, 8, 8, generator=_g)
-    assert torch.allclose(negative_elbo(_xg, _logits[:4], _mu[:4], _lv[:4]),
-                          (_ref_nll(_logits[:4], _xg) + _ref_kl(_mu[:4], _lv[:4])).mean(), rtol=1e-5)
-    # extreme logits stay finite
-    _big = 500 * torch.sign(torch.randn(16, 1, 8, 8, generator=_g))
-    assert torch.isfinite(negative_elbo(_x, _big, _mu, _lv))
-    # the same number as the course's VAE.loss with the same noise
-    _model = _VAE((1, 8, 8), latent_dim=5, hidden=(32,))
-    torch.manual_seed(5)
-    _terms = _model.loss(_x)
-    torch.manual_seed(5)
-    _m, _l = _model.encoder_params(_x)
-    _z = _m + torch.exp(0.5 * _l) * torch.randn_like(_m)
-    assert torch.allclose(negative_elbo(_x, _model.decoder(_z).view_as(_x), _m, _l), _terms["neg_elbo"], rtol=1e-5)
-finally:
-    gaussian_kl = _student_kl
+_gen = torch.Generator().manual_seed(33)
+_b, _d = 5, 4
+_mu = torch.randn(_b, _d, generator=_gen)
+_L = torch.tril(torch.randn(_b, _d, _d, generator=_gen))
+_eps = torch.randn(_b, _d, generator=_gen)
+assert torch.allclose(reparameterize_full(_mu, _L, _eps), _mu + (_L @ _eps[..., None])[..., 0], atol=1e-5)
+# the samples have covariance L L^T
+_L1 = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [-0.5, 0.3, 0.4]])
+_n = 50_000
+_zs = reparameterize_full(torch.zeros(_n, 3), _L1.expand(_n, 3, 3), torch.randn(_n, 3, generator=_gen))
+assert torch.allclose(torch.cov(_zs.T), _L1 @ _L1.T, atol=0.03)
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Put it together (not graded)
 #
-# Your three functions are all a VAE needs beyond its two networks. The loop below is the one of the slides:
-# batch, encoder, reparameterized sample, decoder, loss, backpropagation. The loss should fall well below its
-# starting value of about $64 \log 2 \approx 44$ nats per image.
+# 1. Your KL of (a) is what a VAE with a **learned prior** pays: here $\mathrm{KL}(q\,\|\,p)$ for the posterior of one
+#    test digit against $\mathcal{N}(0, I)$ and against a prior centred on the code of another digit.
+# 2. The leave-one-out baseline of (b) on the lesson's $f(z) = z^2$: its variance, against the plain estimator's,
+#    as $\sigma$ shrinks.
 
 # %%
-from course_lib.data import binarize_dynamic, load_dataset
-from course_lib.models import VAE
+d = 4
+mu_q, logvar_q = torch.tensor([[1.5, -0.3, 0.2, 0.8]]), torch.full((1, d), -2.0)
+kl_std = kl_diag_gaussians(mu_q, logvar_q, torch.zeros(1, d), torch.zeros(1, d)).item()
+kl_near = kl_diag_gaussians(mu_q, logvar_q, mu_q + 0.1, torch.full((1, d), -1.0)).item()
+print(f"KL to N(0, I): {kl_std:.2f} nats; to a prior centred near the code: {kl_near:.2f} nats")
+assert kl_near < kl_std
 
-data = load_dataset("digits", "train", device=device)
-vae = VAE(data.shape, latent_dim=8, hidden=(128,)).to(device)
-opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
-losses = []
-for step, (x, _) in zip(range(200), (b for _ in range(100) for b in data.batches(128))):
-    x = binarize_dynamic(x)                                   # 1. a batch (binary pixels)
-    mu, logvar = vae.encoder_params(x)                        # 2. encoder
-    z = reparameterize(mu, logvar, torch.randn_like(mu))      # 3. sample, reparameterized
-    logits = vae.decoder(z).view_as(x)                        # 4. decoder
-    loss = negative_elbo(x, logits, mu, logvar)               # 5. loss
-    opt.zero_grad()
-    loss.backward()                                           # 6. gradients
-    opt.step()
-    losses.append(loss.detach())
-losses = torch.stack(losses)
-first, last = losses[:10].mean().item(), losses[-10:].mean().item()
-print(f"negative ELBO: {first:.1f} -> {last:.1f} nats per image over {len(losses)} steps")
-assert last < 0.7 * first, "the loss should fall: check (a)-(c) above"
+mu0 = torch.tensor([1.0])
+for s in (1.0, 0.3, 0.1):
+    sig = torch.tensor([s])
+    zz = mu0 + sig * torch.randn(20_000, 1, generator=torch.Generator().manual_seed(1))
+    fz = (zz**2).sum(1)
+    plain = fz[:, None] * (zz - mu0) / sig**2
+    loo = score_function_loo(fz, zz, mu0, sig)
+    print(f"sigma = {s:3.1f}: variance of one draw, plain {plain.var():9.1f}, leave-one-out {loo.var():7.2f}, "
+          f"pathwise {(2 * zz).var():.3f}")

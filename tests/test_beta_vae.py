@@ -193,3 +193,33 @@ def test_tiny_sweep_large_beta_lowers_the_kl():
     assert rates[8.0] < 0.5 * rates[0.5], rates
     assert distortions[8.0] > distortions[0.5], distortions
     assert active[8.0] <= active[0.5], active
+
+
+# --- seed 003, eq. 20-21 with the errata fixed ------------------------------------------------------
+
+@pytest.mark.parametrize("gamma", [0.1, 0.5, 2.0])
+def test_gaussian_nll_in_terms_of_the_mse_per_pixel(gamma):
+    """-log p(x|z) = k log gamma + k MSE / (2 gamma^2) + (k/2) log 2 pi, MSE = (1/k) sum_i (x_i - x_hat_i)^2."""
+    x, x_hat = _pair((6, 1, 5, 5), seed=3)
+    k = x[0].numel()
+    mse = ((x - x_hat) ** 2).flatten(1).mean(1)
+    nll = losses.gaussian_nll(x_hat, x, math.log(gamma))
+    want = k * math.log(gamma) + k * mse / (2 * gamma**2) + 0.5 * k * math.log(2 * math.pi)
+    assert torch.allclose(nll, want, rtol=1e-5)
+    seed_form = k * math.log(gamma) + k * mse / (2 * gamma) + 0.5 * k * math.log(2 * math.pi)   # eq. 21 as printed
+    assert not torch.allclose(nll, seed_form, rtol=1e-3), "the seed's k / (2 gamma) is a different loss"
+
+
+def test_free_bits_changes_the_training_loss_not_the_reported_elbo():
+    torch.manual_seed(0)
+    x = (torch.rand(32, 1, 4, 4) < 0.5).float()
+    plain = VAE((1, 4, 4), latent_dim=3, hidden=(8,))
+    fb = VAE((1, 4, 4), latent_dim=3, hidden=(8,), free_bits=1.0)
+    fb.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    a = plain.loss(x)
+    torch.manual_seed(1)
+    b = fb.loss(x)
+    assert torch.allclose(a["neg_elbo"], b["neg_elbo"]) and torch.allclose(a["kl"], b["kl"])
+    assert b["loss"] > a["loss"], "untrained units sit near the prior, below lambda = 1: each is charged lambda"
+    assert a["kl"] < 1 and torch.allclose(b["loss"] - b["recon"], torch.tensor(3.0)), "3 dimensions, each charged lambda"

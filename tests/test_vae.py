@@ -217,3 +217,120 @@ def test_tiny_training_run_lowers_the_negative_elbo(one_thread, tmp_path):
         r = vae.reconstruct(test.images[:5])
     assert s.shape == r.shape == (5, *SHAPE)
     assert 0 <= s.min() and s.max() <= 1 and 0 <= r.min() and r.max() <= 1
+
+
+# --- free bits, per-dimension KL (lesson 4) -------------------------------------------------------
+
+def test_per_dim_kl_sums_to_the_mean_kl():
+    from course_lib.models.vae import per_dim_kl
+    g = torch.Generator().manual_seed(3)
+    mu, lv = torch.randn(32, 6, generator=g), torch.randn(32, 6, generator=g)
+    kj = per_dim_kl(mu, lv)
+    assert kj.shape == (6,) and (kj >= 0).all()
+    assert torch.allclose(kj.sum(), gaussian_kl(mu, lv).mean(), rtol=1e-5)
+    one = kl_divergence(Normal(mu[:, 2], torch.exp(0.5 * lv[:, 2])), Normal(0.0, 1.0)).mean()
+    assert torch.allclose(kj[2], one, rtol=1e-5)
+
+
+def test_free_bits_loss_clamps_each_dimension_and_keeps_the_true_kl():
+    from course_lib.models.vae import per_dim_kl
+    lam = 0.4
+    vae = VAE(SHAPE, latent_dim=5, hidden=(16,), free_bits=lam)
+    x = _batch()
+    torch.manual_seed(0)
+    t = vae.loss(x)
+    mu, lv = vae.encoder_params(x)
+    kj = per_dim_kl(mu, lv)
+    assert torch.allclose(t["loss"], t["recon"] + torch.clamp(kj, min=lam).sum(), rtol=1e-5)
+    assert torch.allclose(t["kl"], kj.sum(), rtol=1e-5) and torch.allclose(t["neg_elbo"], t["recon"] + t["kl"])
+    assert t["loss"] > t["neg_elbo"], "an untrained encoder is near the prior: every dimension is clamped up to lam"
+    # a dimension below lam gets no gradient from the KL term
+    vae.decoder.requires_grad_(False)
+    mu = torch.zeros(8, 5, requires_grad=True)
+    torch.clamp(per_dim_kl(mu * 0.01, torch.zeros(8, 5)), min=lam).sum().backward()
+    assert torch.all(mu.grad == 0)
+    with pytest.raises(ValueError, match="free_bits"):
+        VAE(SHAPE, free_bits=-1.0)
+
+
+def test_plain_vae_has_no_free_bits_attribute_so_checkpoint_keys_do_not_change():
+    assert not hasattr(VAE(SHAPE, latent_dim=2, hidden=(8,)), "free_bits")
+
+
+# --- the autoregressive decoder (lesson 4) --------------------------------------------------------
+
+@pytest.mark.parametrize("ar_hidden", [0, 12])
+def test_autoregressive_decoder_is_autoregressive_and_normalised(ar_hidden):
+    from course_lib.models.vae import AutoregressiveVAE
+    torch.manual_seed(0)
+    shape = (1, 2, 3)
+    m = AutoregressiveVAE(shape, latent_dim=2, hidden=(8,), ar_hidden=ar_hidden)
+    torch.nn.init.normal_(m.ar_weight)
+    z = torch.randn(1, 2)
+    p = m.decode(z)
+    # logit i depends on pixels k < i only (Jacobian strictly lower triangular, and not all zero below)
+    x = torch.bernoulli(torch.full((1, *shape), 0.5)).requires_grad_(True)
+    logits = p.logits(x)[0]
+    J = torch.stack([torch.autograd.grad(logits[i], x, retain_graph=True)[0].flatten() for i in range(6)])
+    assert torch.all(J.triu() == 0) and (J.tril(-1) != 0).sum() > 0
+    # the 2^6 binary images have total probability 1
+    grid = torch.tensor([[(b >> i) & 1 for i in range(6)] for b in range(64)], dtype=torch.float32).reshape(64, *shape)
+    logp = m.decode(z.expand(64, 2)).log_prob(grid)
+    assert torch.allclose(logp.exp().sum(), torch.tensor(1.0), atol=1e-5)
+    # ancestral sampling draws binary images with the model's frequencies
+    draws = m.decode(z.expand(4000, 2)).sample()
+    assert draws.shape == (4000, *shape) and set(draws.unique().tolist()) <= {0.0, 1.0}
+    code = (draws.reshape(4000, 6) * (2 ** torch.arange(6))).sum(1).long()
+    freq = torch.bincount(code, minlength=64).float() / 4000
+    assert (freq - logp.exp()).abs().max() < 0.05
+    with pytest.raises(NotImplementedError):
+        _ = p.mean
+    torch.manual_seed(1)
+    t = m.loss(grid[:10])
+    torch.manual_seed(1)
+    mu, lv = m.encoder_params(grid[:10])
+    z10 = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
+    assert torch.allclose(t["recon"], -m.decode(z10).log_prob(grid[:10]).mean(), rtol=1e-5)
+
+
+# --- lesson 3's measurements and diagrams ------------------------------------------------------------
+
+def test_total_variation_counts_neighbour_differences():
+    from course_lib.vae_plots import total_variation
+    img = torch.zeros(2, 1, 4, 4)
+    img[0, 0, 1, 1] = 1.0                       # one isolated pixel: 4 neighbours differ
+    img[1, 0, :, :2] = 1.0                      # a half-filled image: one vertical edge of length 4
+    assert total_variation(img).tolist() == [4.0, 4.0]
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(200, 1, 8, 8, generator=g)
+    draws = torch.bernoulli(p.expand(50, 200, 1, 8, 8).reshape(-1, 1, 8, 8), generator=g)
+    assert total_variation(draws).mean() > total_variation(p).mean(), "samples are noisier than their means"
+
+
+def test_diagrams_draw_the_nodes_the_lesson_names():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from course_lib import diagrams
+    fig, ax = diagrams.vae_schematic()
+    assert {"x", "encoder", "mu", "sigma", "z", "decoder", "px"} <= set(ax.course_nodes)
+    assert ax.course_nodes["z"].get_facecolor()[:3] == to_rgb(diagrams.RANDOM)
+    plt.close(fig)
+    fig, ax = diagrams.reparameterization_graph()
+    nodes = ax.course_nodes
+    assert nodes["z_random"].get_facecolor()[:3] == to_rgb(diagrams.RANDOM), "before the trick z is random"
+    assert nodes["z_det"].get_facecolor()[:3] == to_rgb(diagrams.DETERMINISTIC), "after it z is computed"
+    assert nodes["eps"].get_facecolor()[:3] == to_rgb(diagrams.RANDOM), "the noise is the random input"
+    plt.close(fig)
+
+
+def test_isolated_pixels_counts_lonely_on_pixels():
+    from course_lib.vae_plots import isolated_pixels
+    img = torch.zeros(1, 1, 5, 5)
+    img[0, 0, 0, 0] = 1.0                       # isolated (corner)
+    img[0, 0, 2, 2] = img[0, 0, 2, 3] = 1.0     # a pair: not isolated
+    img[0, 0, 4, 0] = 1.0                       # isolated (diagonal neighbours do not count)
+    img[0, 0, 3, 1] = 1.0
+    assert isolated_pixels(img).tolist() == [3.0]
