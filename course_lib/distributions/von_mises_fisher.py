@@ -348,6 +348,9 @@ class VonMisesFisher(Distribution):
         if not torch.is_tensor(loc) or not loc.is_floating_point():
             raise TypeError("loc must be a floating-point tensor of unit vectors, shape (..., m); "
                             "build it with torch.nn.functional.normalize(h, dim=-1).")
+        if loc.device.type == "mps":
+            raise RuntimeError("VonMisesFisher computes its Bessel functions in float64, which Apple's MPS does not support: "
+                               "run this lesson on the CPU (COURSE_DEVICE=cpu) or on CUDA.")
         if loc.dim() < 1 or loc.shape[-1] < 2:
             raise ValueError(f"loc must have shape (..., m) with m >= 2 (a point of S^(m-1)), got {tuple(loc.shape)}.")
         scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
