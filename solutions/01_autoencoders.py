@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from course_lib.checks import record
 from course_lib.runtime import seed_everything
 
 generator = seed_everything(0)
@@ -86,6 +87,12 @@ assert torch.equal(salt_and_pepper(_x, 1.0, torch.Generator().manual_seed(1)).un
 _x64 = torch.rand(2, 3, 4, dtype=torch.float64)
 _out = salt_and_pepper(_x64, 0.5, torch.Generator().manual_seed(0))
 assert _out.dtype == torch.float64 and _out.shape == _x64.shape
+record("salt_and_pepper(x, 0.3)", salt_and_pepper(_x, 0.3, torch.Generator().manual_seed(42)), rtol=0, atol=0,
+       message="draw u, then v, from the generator; a corrupted pixel (u < prob) becomes 1 where v < 0.5, else 0")
+record("salt_and_pepper(x, 1.0)", salt_and_pepper(_x, 1.0, torch.Generator().manual_seed(1)), rtol=0, atol=0,
+       message="with prob = 1 every pixel is corrupted")
+record("salt_and_pepper keeps the dtype", str(_out.dtype), message="return a tensor of x's dtype (float64 here)")
+record("salt_and_pepper(x64, 0.5)", _out, rtol=0, atol=0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -144,9 +151,14 @@ for _n, _d, _B in [(8, 2, 3), (20, 7, 5), (1, 1, 2)]:
     for _k in range(_B):
         _J = torch.autograd.functional.jacobian(lambda v: torch.sigmoid(_W @ v + _b), _x[_k])
         assert torch.allclose(_out[_k], (_J**2).sum(), rtol=1e-10), f"example {_k} with n={_n}, d={_d}"
+    record(f"contractive_penalty, n={_n}, d={_d}, batch {_B}", _out, rtol=1e-8, atol=1e-10,
+           message="the penalty is sum_j (h_j (1 - h_j))^2 sum_i W_ji^2 for each example: one value per example")
 # saturated units (h = 0 or 1) contract perfectly
 _W = torch.ones(2, 3, dtype=torch.float64)
 assert contractive_penalty(torch.full((1, 3), 100.0, dtype=torch.float64), _W, torch.zeros(2, dtype=torch.float64)) < 1e-50
+record("contractive_penalty of saturated units", contractive_penalty(
+    torch.full((1, 3), 100.0, dtype=torch.float64), _W, torch.zeros(2, dtype=torch.float64)), rtol=0, atol=1e-50,
+    message="saturated sigmoid units (h = 0 or 1) have zero slope: the penalty vanishes")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -198,6 +210,8 @@ for _rho in [0.05, 0.3, 0.9]:
     _want = (_rho * torch.log(_rho / _m) + (1 - _rho) * torch.log((1 - _rho) / (1 - _m))).sum()
     assert torch.allclose(sparsity_penalty(_h, _rho), _want, rtol=1e-10)
     assert sparsity_penalty(_h, _rho) >= 0
+    record(f"sparsity_penalty, rho={_rho}", sparsity_penalty(_h, _rho), rtol=1e-8, atol=1e-10,
+           message="KL(rho || rho_hat_j) summed over units, rho_hat_j the mean activation of unit j over the batch")
 _logits = torch.zeros(32, 4, requires_grad=True)
 _opt = torch.optim.SGD([_logits], lr=20.0)
 for _ in range(300):
@@ -206,6 +220,8 @@ for _ in range(300):
     _loss.backward()
     _opt.step()
 assert (torch.sigmoid(_logits).mean(0) - 0.1).abs().max() < 0.01, "gradient descent on the penalty reaches rho"
+record("mean activations after descending the penalty", torch.sigmoid(_logits).mean(0), rtol=0, atol=0.01,
+       message="gradient descent on the penalty must bring every unit's mean activation to rho")
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -21,6 +21,7 @@ import math
 import torch
 
 from course_lib import toy_models as tm      # the lesson's exact log-evidence, posterior and ELBO, to check against
+from course_lib.checks import record
 from course_lib.runtime import describe, seed_everything
 
 seed_everything(0)
@@ -101,6 +102,11 @@ _pi = torch.rand(50, generator=_g)
 _xx = torch.randn(50, generator=_g) * 2
 _p, _s = m_step(_xx, _pi)
 assert torch.allclose(torch.as_tensor(_s) ** 2, ((1 - _pi) * _xx**2 + _pi * (_xx - 1) ** 2).mean())
+record("m_step on random responsibilities", [torch.as_tensor(v).double() for v in m_step(_xx, _pi)],
+       message="p is the mean responsibility; sigma^2 the responsibility-weighted mean of (x - z)^2 (a standard deviation, "
+               "not a variance)")
+record("EM log-likelihood after 300 steps", _ll[-1], rtol=1e-6, atol=1e-6,
+       message="EM with your M-step must converge to the maximum-likelihood (p, sigma)")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -176,11 +182,16 @@ for _x0, _pi, _p, _s, _k in [(0.8, 0.3, 0.4, 0.5, 4), (-0.4, 0.7, 0.2, 1.0, 7), 
     _mc, _se = _terms.mean(), _terms.std() / math.sqrt(len(_terms))
     _mine = iwae_bound(torch.tensor([_x0]), _pi, _p, _s, _k)[0]
     assert abs(_mine - _mc) < 5 * _se + 1e-9, f"L_{_k} = {_mine:.5f}, Monte Carlo {_mc:.5f} ± {_se:.5f}"
+    record(f"iwae_bound(x={_x0}, k={_k})", iwae_bound(torch.tensor([_x0]), _pi, _p, _s, _k), rtol=1e-6, atol=1e-8,
+           message="L_k = E[log (1/k) sum_i w_i] over the k draws: sum over how many of the k draws have z = 1 "
+                   "(binomial weights), log-average the weights (logsumexp - log k), do not average log w")
 # limit k -> infinity and shapes
 _xx = torch.linspace(-1, 2, 6).reshape(2, 3)
 assert iwae_bound(_xx, 0.4, 0.3, 0.7, 2).shape == (2, 3)
 _gap = {_k: (tm.log_evidence(_xx, 0.3, 0.7) - iwae_bound(_xx, 0.4, 0.3, 0.7, _k)).max().item() for _k in (100, 200)}
 assert 0 < _gap[200] < 4e-3 and 0.4 < _gap[200] / _gap[100] < 0.6, f"the gap should shrink like 1/k: {_gap}"
+record("iwae_bound on a grid, k=2", iwae_bound(_xx, 0.4, 0.3, 0.7, 2), rtol=1e-6, atol=1e-8,
+       message="one bound per x, same shape as x")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -241,6 +252,8 @@ for _x0, _pi, _p, _s in [(0.3, 0.5, 0.3, 0.5), (-1.2, 0.8, 0.6, 1.3), (4.0, 0.1,
     for _b in (0.0, -3.0, 5.0):
         _g = score_gradient(_x0, _pi, _p, _s, torch.tensor([0.0, 1.0]), _b)
         assert abs((1 - _pi) * _g[0] + _pi * _g[1] - _l.grad) < 1e-9, f"x={_x0}, pi={_pi}, b={_b}"
+        record(f"score_gradient(x={_x0}, pi={_pi}, b={_b})", _g, rtol=1e-6, atol=1e-9,
+               message="(f(z) - b) d/dl log q(z), with d/dl log q(z) = z - pi for q = Bernoulli(sigmoid(l))")
 # shapes
 assert score_gradient(0.5, 0.4, 0.3, 0.5, torch.ones(3, 4), 0.0).shape == (3, 4)
 # the variance-minimising constant baseline is E[f (z-pi)^2] / E[(z-pi)^2]; it beats b = 0
