@@ -13,7 +13,7 @@
 # **You need** lesson 1 (autoencoders) and lesson 2 (the ELBO).
 #
 # **Run time** quick mode (a CPU without CUDA, or `COURSE_QUICK=1`: 4,000 real 28x28 MNIST training digits, small
-# models): about 30 s. Full mode (a GPU: all of MNIST, 60,000 digits): not measured; a few minutes of training the
+# models): about 20 s of CPU. Full mode (a GPU: all of MNIST, 60,000 digits): not measured; a few minutes of training the
 # first time, seconds afterwards (the weights are checkpointed).
 #
 # **Data and likelihood** binarized MNIST with a Bernoulli decoder: the pixels are binarized **dynamically** during

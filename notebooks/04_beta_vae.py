@@ -12,7 +12,7 @@
 # **You need** lesson 2 (the ELBO) and lesson 3 (the VAE: encoder, decoder, reparameterization, `course_lib.models.VAE`).
 #
 # **Run time** quick mode (a CPU without CUDA, or `COURSE_QUICK=1`: 4,000 real 28x28 MNIST training digits, small
-# models, a few epochs): about 30 s. Full mode (a GPU, all of MNIST): not measured. Trained models are saved as
+# models, a few epochs): about 30 s of CPU. Full mode (a GPU, all of MNIST): not measured. Trained models are saved as
 # checkpoints: re-running the notebook loads them in seconds.
 #
 # **One likelihood per experiment.** Sections 1-5 and 7: **binary** pixels (dynamically binarized for training,
