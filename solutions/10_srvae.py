@@ -23,6 +23,7 @@ import math
 import torch
 from torch.distributions import Independent, Normal
 
+from course_lib.checks import record
 from course_lib.runtime import seed_everything
 
 seed_everything(0)
@@ -81,6 +82,8 @@ for _b, _d in [(1, 1), (6, 4), (32, 16)]:
     _want = _kl_div(Normal(_mq, torch.exp(_lq / 2)), Normal(_mp, torch.exp(_lp / 2))).sum(-1)
     assert _got.shape == (_b,)
     assert torch.allclose(_got, _want, rtol=1e-8, atol=1e-10)
+    record(f"diag_gaussian_kl, batch {_b}, d={_d}", _got, rtol=1e-7, atol=1e-9,
+           message="KL(q || p) = 1/2 sum_j [lv_p - lv_q + (e^lv_q + (mu_q - mu_p)^2) / e^lv_p - 1], one value per example")
 # not symmetric: swapping q and p changes the value
 _a, _b2 = torch.tensor([[0.0]]), torch.tensor([[2.0]])
 assert not torch.allclose(diag_gaussian_kl(_a, _a, _b2, _b2), diag_gaussian_kl(_b2, _b2, _a, _a))
@@ -90,6 +93,10 @@ assert torch.allclose(diag_gaussian_kl(_mu, _lv, torch.zeros(5, 3), torch.zeros(
                       0.5 * (_lv.exp() + _mu ** 2 - 1 - _lv).sum(-1), rtol=1e-5)
 # broadcasting a (1, d) prior against a batch
 assert diag_gaussian_kl(_mu, _lv, torch.zeros(1, 3), torch.zeros(1, 3)).shape == (5,)
+record("diag_gaussian_kl against a broadcast (1, d) prior", diag_gaussian_kl(_mu, _lv, torch.zeros(1, 3), torch.zeros(1, 3)),
+       message="the prior's parameters broadcast against the batch")
+record("diag_gaussian_kl is not symmetric", diag_gaussian_kl(_b2, _b2, _a, _a).double(),
+       message="the divergence of q from p: q's variance on top, p's variance below")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -156,6 +163,9 @@ _ku, _kz = torch.rand(5, generator=_g) * 10, torch.rand(5, generator=_g) * 20
 _ref = (-Normal(_xh, _l1.exp()).log_prob(_x).flatten(1).sum(1) - Normal(_yh, _l2.exp()).log_prob(_y).flatten(1).sum(1)
         + _ku + _kz).mean()
 assert torch.allclose(srvae_neg_elbo(_x, _xh, _y, _yh, _l1, _l2, _ku, _kz), _ref, rtol=1e-5)
+record("srvae_neg_elbo on a random batch", srvae_neg_elbo(_x, _xh, _y, _yh, _l1, _l2, _ku, _kz), rtol=1e-5,
+       message="the corrected eq. 21 for both stages: ||x - x_hat||^2 / (2 gamma^2) + k log gamma + (k/2) log 2 pi, "
+               "plus the two KLs, averaged over the batch")
 # the same number as the course's SR-VAE loss with the same noise
 torch.manual_seed(0)
 _m = _SRVAE(factor=4, u_dim=3, z_dim=4, hidden=16, gamma_init=0.3)
@@ -170,6 +180,7 @@ _zz = _mz + torch.exp(_lz / 2) * torch.randn_like(_mz)
 _val = srvae_neg_elbo(_x, _m.x_hat(_yy, _zz), _yy, _m.y_hat(_u), _m.log_gamma_x, _m.log_gamma_y,
                       torch.full((5,), _t["kl_u"].item()), torch.full((5,), _t["kl_z"].item()))
 assert torch.allclose(_val, _t["loss"], rtol=1e-4)
+record("srvae_neg_elbo equals the model's loss", _val, rtol=1e-4, message="same number as SRVAE.loss with the same noise")
 # differentiable in gamma
 _lg = torch.tensor(-1.0, requires_grad=True)
 srvae_neg_elbo(_x, _xh, _y, _yh, _lg, _l2, _ku, _kz).backward()
@@ -242,8 +253,12 @@ try:
         _want = _ref_bound(Independent(Normal(_mu, torch.exp(_lv / 2)), 1), _MoG(_lo, _loc, _ls.exp()))
         assert _got.shape == (_B,)
         assert torch.allclose(_got, _want, rtol=1e-8, atol=1e-10)
+        record(f"mixture_kl_bound, B={_B}, K={_K}, d={_d}", _got, rtol=1e-7, atol=1e-9,
+               message="sum_k w_k KL(q || p_k) with w = softmax(logits) and p_k's log-variance 2 log scale_k")
     # unnormalised logits: adding a constant changes nothing
     assert torch.allclose(mixture_kl_bound(_mu, _lv, _lo + 5, _loc, _ls), _got)
+    record("mixture_kl_bound with shifted logits", mixture_kl_bound(_mu, _lv, _lo + 5, _loc, _ls), rtol=1e-7, atol=1e-9,
+           message="the weights are softmax(logits): adding a constant to the logits changes nothing")
 finally:
     diag_gaussian_kl = _student_kl
 ### END HIDDEN TESTS
@@ -327,9 +342,13 @@ try:
     _terms = _q.log_prob(_u) - _logp
     _mc, _se = _terms.mean(0), _terms.std(0) / 200
     assert (_tight >= _mc - 5 * _se).all()
+    record("mixture_kl_tighter_bound", _tight, rtol=1e-7, atol=1e-9,
+           message="-log sum_k w_k exp(-KL(q || p_k)): use logsumexp for stability")
     # exact for one component
     _one = mixture_kl_tighter_bound(_mu, _lv, _lo[:1], _loc[:1], _ls[:1])
     assert torch.allclose(_one, _kls[:, 0], rtol=1e-8)
+    record("mixture_kl_tighter_bound with one component", _one, rtol=1e-7, atol=1e-9,
+           message="with one component the bound is the KL itself")
 finally:
     diag_gaussian_kl = _student_kl
 ### END HIDDEN TESTS
