@@ -298,7 +298,7 @@ if train.name == "mnist":
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Ask: "which gap would a normalising-flow posterior reduce, and which a bigger encoder?" Expected answer:
 # the flow the approximation gap, the bigger (or longer-trained) encoder the amortization gap. Cremer et al.
-# found that on MNIST most of the gap is amortization. Our IWAE value is itself a lower bound on log p(x),
+# found the gap often due to the encoder rather than to the Gaussian family. Our IWAE value is itself a lower bound on log p(x),
 # so the approximation gap printed is a lower bound on the true one.
 
 # %% slideshow={"slide_type": "subslide"}
@@ -320,7 +320,7 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Each bar is one test digit. Both parts are positive for every digit, up to Monte Carlo error. In quick mode
-# the encoder saw 4,000 digits for 30 epochs and the amortization gap is the larger, as in Cremer et al.; the
+# the encoder saw 4,000 digits for 30 epochs and the amortization gap is the larger; the
 # exercise computes q* for the linear-Gaussian model, where the answer is known in closed form.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -484,7 +484,7 @@ print(f"std/mean ~ {c:.2f}/sqrt(n): a 2 % standard deviation needs n ~ {n_2pc} s
 
 # %% slideshow={"slide_type": "subslide"}
 assert all(0.6 < rel[n] * math.sqrt(n) / c < 1.6 for n in FID_SIZES), "the spread shrinks like 1/sqrt(n)"
-assert gen[200].max() - gen[200].min() > 0.15 * gen[200].mean(), "two draws of 200 images can differ by > 15 %"
+assert gen[200].max() - gen[200].min() > 0.10 * gen[200].mean(), "two draws of 200 images can differ by > 10 %"
 assert 300 <= n_2pc <= 5000, "a stable FID (2 % spread) needs several hundred to thousands of samples here"
 se = lambda v: float(v.std() / math.sqrt(len(v)))  # noqa: E731  (standard error of a mean over draws)
 assert gen[50].mean() - gen[1000].mean() > 2 * math.hypot(se(gen[50]), se(gen[1000])), "biased upwards at small n"
@@ -496,7 +496,7 @@ plt.show()
 # Two lessons. (1) Spread: the standard deviation falls like 1/sqrt(n); compare two models only when their
 # difference is several standard deviations, and report FID with n and an error bar (several seeds). Papers
 # use n = 10,000 or 50,000. (2) Bias: the mean FID falls with n: real vs real is about 90 at n = 50 and
-# under 10 at n = 1000; the bias is roughly c/n (Chong & Forsyth 2020), so only sets of the same size are
+# about 10 at n = 1000; the bias is roughly c/n (Chong & Forsyth 2020), so only sets of the same size are
 # comparable. Ask: "a paper reports FID 12 with 1,000 samples, another 10 with 50,000: which is better?"
 # Expected answer: cannot tell. The exercise extrapolates the FID to n = infinity.
 

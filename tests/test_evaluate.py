@@ -314,6 +314,8 @@ def test_shipped_mnist5k_classifier_loads_without_training(tmp_path, monkeypatch
     clf = clf_mod.get_classifier("mnist5k", device="cpu")
     assert time.perf_counter() - t0 < 1.0, "loads in well under a second"
     assert clf_mod.get_classifier("mnist5k", device="cpu") is clf, "cached"
+    train5k = load_dataset("mnist5k", "train", device="cpu")
+    assert clf_mod.get_classifier(train5k, device="cpu") is clf, "the mnist5k train split as ImageData: shipped too"
     assert not any(tmp_path.iterdir()), "no checkpoint written: nothing was trained"
     assert not clf.training and not any(p.requires_grad for p in clf.parameters())
     meta = clf.meta
