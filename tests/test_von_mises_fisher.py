@@ -312,3 +312,21 @@ def test_bad_input_raises_clear_errors():
     # a trailing kappa dimension of size 1 (Davidson et al.'s convention) is accepted
     q = VonMisesFisher(_e1(3, 4), torch.ones(4, 1, dtype=F64))
     assert q.batch_shape == (4,) and q.event_shape == (3,) and q.rsample((2,)).shape == (2, 4, 3)
+
+
+def test_implicit_gradient_matches_the_cdf_derivative_on_s2():
+    """On S^2 (m = 3) w has density k e^(k(w+1)) / (e^(2k) - 1) and CDF F = expm1(k(w+1)) / expm1(2k):
+    dw/dk = -dF/dk / p(w) exactly, with dF/dk by autograd; the quadrature must agree, in both tails."""
+    from course_lib.distributions.von_mises_fisher import _implicit_dw_dkappa
+
+    for kappa in [0.1, 1.0, 10.0, 50.0]:
+        w = torch.tensor([-0.99, -0.5, 0.0, 0.3, 0.7, 0.9, 0.99, 0.999], dtype=F64)
+        k = torch.full_like(w, kappa).requires_grad_(True)
+        cdf = torch.expm1(k * (w + 1)) / torch.expm1(2 * k)
+        dF, = torch.autograd.grad(cdf.sum(), k)
+        k = k.detach()
+        log_p = torch.log(k) + k * (w + 1) - torch.log(torch.expm1(2 * k))
+        want = -dF / log_p.exp()
+        got = _implicit_dw_dkappa(3, k, 1 - w)
+        keep = log_p > -30                                    # far tails: p(w) ~ 0, never sampled
+        assert torch.allclose(got[keep], want[keep], rtol=1e-6, atol=1e-12), (kappa, got, want)
