@@ -20,6 +20,12 @@
 # **Units** log-likelihoods in **nats per example** (per image: summed over the 784 pixels, averaged over images);
 # bits per dimension = nats / (D ln 2) where stated.
 
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Lesson 7 ended on a question of the seed: according to which distribution do we sample the codes? This lesson
+# answers it with the last family of the seed, autoregressive models, which have what VAEs lack: an exact
+# likelihood. Ask the room: "what did the VAE give up to be trainable, and what will autoregressive models give
+# up?" Expected: the VAE gave up the exact likelihood (a bound); autoregressive models give up fast sampling.
+
 # %% slideshow={"slide_type": "skip"}
 import inspect
 import math
@@ -542,8 +548,8 @@ print(f"{N_SAMPLES} samples: PixelCNN {D} passes, {t_ar:.2f} s of CPU; VAE 1 pas
 assert len(frames) == 6 and t_ar > 50 * t_vae
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# The price of exact likelihoods: generation is D times a network pass (PixelCNN++ and others cache activations,
-# but the D steps remain sequential). A VAE decodes all pixels at once. Ask: "could MADE sample faster?" No: one
+# The price of exact likelihoods: generation is D times a network pass (caching activations, as Ramachandran et
+# al.'s fast PixelCNN++ does in 2017, saves work, but the D steps remain sequential). A VAE decodes all pixels at once. Ask: "could MADE sample faster?" No: one
 # pass gives all conditionals only when the previous values are known.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -701,4 +707,11 @@ except ImportError:
 #
 # **What we got** (printed above, quick mode): the table of test NLLs with training times; the NADE recurrence equal
 # to the naive conditionals and faster; the blind spot and its absence; the PixelCNN prior's code NLL below the
-# independent codes' and its decoded samples recognised as digits by the course classifier.
+# independent codes' and its decoded samples far closer to real digits in FID-digits.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Close with the trade-off table of the course: VAE = fast sampling, bound on the likelihood, a latent space;
+# autoregressive = exact likelihood, slow sampling, no latent space; VQ-VAE + PixelCNN prior = both halves, a
+# discrete latent grid whose prior is autoregressive. Ask: "which would you use to detect unusual images?" One with
+# an exact likelihood, with the caveat (Nalisnick et al. 2019) that likelihoods can rank out-of-distribution data
+# high.
