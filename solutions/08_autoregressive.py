@@ -22,6 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from course_lib.checks import record
 from course_lib.runtime import seed_everything
 
 seed_everything(0)
@@ -96,6 +97,9 @@ for _d, _hidden, _seed in [(5, (8,), 0), (7, (10, 12), 1), (9, (6, 6, 6), 2)]:
     for _g in _got[1:]:
         _conn = torch.as_tensor(_g).float() @ _conn
     assert (_conn[~(_m_in[None, :] < _m_in[:, None])] == 0).all()
+    record(f"made_masks_for_order, D={_d}, hidden={_hidden}", [torch.as_tensor(_g).float() for _g in _got],
+           rtol=0, atol=0, message="hidden layers: M[k, j] = 1 when m_l(k) >= m_(l-1)(j); output: M[i, k] = 1 when the "
+                                   "input's position in the ordering is > m_L(k) (strictly: no path from x_i to x_hat_i)")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -157,6 +161,9 @@ for _k, _t, _i, _o in [(3, "A", 3, 12), (5, "B", 12, 12), (7, "A", 3, 6), (1, "B
     _got = rgb_conv_mask(_k, _t, _i, _o)
     assert tuple(_got.shape) == (_o, _i, _k, _k)
     assert torch.equal(torch.as_tensor(_got).float(), _ref_conv_mask(_k, _t, _i, _o, channels=3))
+    record(f"rgb_conv_mask({_k}, {_t!r}, {_i}, {_o})", torch.as_tensor(_got).float(), rtol=0, atol=0,
+           message="pixels above and to the left are all seen; at the centre, colour group g of the output sees "
+                   "input groups < g (type A) or <= g (type B)")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -205,6 +212,10 @@ for _shape, _k in [((4, 7, 7), 32), ((3, 3, 5, 5), 256), ((2, 10), 3)]:
     _ref = F.cross_entropy(_logits, _x, reduction="none").reshape(_shape[0], -1)
     _ref = _ref.sum(1) / (_ref.shape[1] * math.log(2))
     assert torch.allclose(bits_per_dim(_logits, _x), _ref, rtol=1e-5, atol=1e-5)
+    record(f"bits_per_dim, shape {_shape}, K={_k}", bits_per_dim(_logits, _x), rtol=1e-5, atol=1e-5,
+           message="-log p summed over the dimensions of each example, divided by (number of dimensions x ln 2)")
 _big = torch.tensor([[[100.0], [0.0]]])
 assert torch.isfinite(bits_per_dim(_big, torch.tensor([[1]]))).all()   # stable for large logits
+record("bits_per_dim with a logit of 100", bits_per_dim(_big, torch.tensor([[1]])), rtol=1e-5, atol=1e-5,
+       message="use log_softmax (or cross_entropy): softmax then log overflows for large logits")
 ### END HIDDEN TESTS
