@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from course_lib.checks import record
 from course_lib.runtime import get_device, seed_everything
 
 seed_everything(0)
@@ -90,6 +91,8 @@ for _batch, _d in [(1, 1), (7, 5), (32, 20)]:
     _q, _p = Normal(_a[0], torch.exp(0.5 * _a[1])), Normal(_a[2], torch.exp(0.5 * _a[3]))
     assert torch.allclose(_got, kl_divergence(_q, _p).sum(-1), rtol=1e-4, atol=1e-4)
     assert (_got >= -1e-5).all()
+    record(f"kl_diag_gaussians, batch {_batch}, d={_d}", _got,
+           message="KL(q || p) = 1/2 sum_j [log sigma_p^2 - log sigma_q^2 + (sigma_q^2 + (mu_q - mu_p)^2) / sigma_p^2 - 1]")
 # not symmetric
 _a = [torch.tensor([[0.0]]), torch.tensor([[0.0]]), torch.tensor([[1.0]]), torch.tensor([[2.0]])]
 assert not torch.allclose(kl_diag_gaussians(*_a), kl_diag_gaussians(_a[2], _a[3], _a[0], _a[1]))
@@ -98,6 +101,9 @@ _mq = torch.randn(3, 4, generator=_g, requires_grad=True)
 _mp, _lp = torch.randn(3, 4, generator=_g), torch.randn(3, 4, generator=_g)
 kl_diag_gaussians(_mq, torch.zeros(3, 4), _mp, _lp).sum().backward()
 assert torch.allclose(_mq.grad, (_mq.detach() - _mp) * torch.exp(-_lp), atol=1e-5)
+record("d KL / d mu_q", _mq.grad, message="the KL must be differentiable: torch operations only, no .item() or NumPy")
+record("KL(p || q) for swapped arguments", kl_diag_gaussians(_a[2], _a[3], _a[0], _a[1]),
+       message="the KL is not symmetric: q (the first pair) is the distribution the expectation is taken under")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -158,6 +164,8 @@ _zz = _mu + _s * torch.randn(8, 3, generator=_gen)
 _fz = torch.randn(8, generator=_gen)
 _want = torch.stack([(_fz[i] - torch.cat([_fz[:i], _fz[i + 1:]]).mean()) * (_zz[i] - _mu) / _s**2 for i in range(8)])
 assert torch.allclose(score_function_loo(_fz, _zz, _mu, _s), _want, atol=1e-5)
+record("score_function_loo, 8 draws", score_function_loo(_fz, _zz, _mu, _s),
+       message="draw i: (f(z_i) - mean of the OTHER draws' f) (z_i - mu) / sigma^2")
 # unbiased for f(z) = sum exp(z): d/dmu E = exp(mu + sigma^2 / 2)
 _zz = _mu + _s * torch.randn(200_000, 3, generator=_gen)
 _g = score_function_loo(_zz.exp().sum(1), _zz, _mu, _s)
@@ -167,6 +175,8 @@ assert ((_g.mean(0) - _exact).abs() < 5 * _g.std(0) / math.sqrt(len(_g))).all()
 _zz = _mu + _s * torch.randn(3, 3, generator=_gen)
 _fz = torch.randn(3, generator=_gen)
 assert not torch.allclose(score_function_loo(_fz, _zz, _mu, _s), (_fz - _fz.mean())[:, None] * (_zz - _mu) / _s**2)
+record("score_function_loo, 3 draws", score_function_loo(_fz, _zz, _mu, _s),
+       message="the baseline leaves f(z_i) itself out (the batch mean would make it biased)")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -218,6 +228,8 @@ _mu = torch.randn(_b, _d, generator=_gen)
 _L = torch.tril(torch.randn(_b, _d, _d, generator=_gen))
 _eps = torch.randn(_b, _d, generator=_gen)
 assert torch.allclose(reparameterize_full(_mu, _L, _eps), _mu + (_L @ _eps[..., None])[..., 0], atol=1e-5)
+record("reparameterize_full, batch of 5", reparameterize_full(_mu, _L, _eps),
+       message="z = mu + L eps for each example (a batched matrix-vector product), not eps L or L^T eps")
 # the samples have covariance L L^T
 _L1 = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [-0.5, 0.3, 0.4]])
 _n = 50_000

@@ -20,6 +20,7 @@ import math
 import torch
 
 from course_lib import losses
+from course_lib.checks import record
 from course_lib.runtime import get_device, seed_everything
 
 seed_everything(0)
@@ -70,6 +71,8 @@ _mu, _lv = torch.randn(64, 10, generator=_g), torch.randn(64, 10, generator=_g)
 _kl_dim = 0.5 * (_lv.exp() + _mu**2 - 1 - _lv).mean(0)
 for _lam in (0.0, 0.5, 1.0, 3.0):
     assert torch.allclose(free_bits_kl(_mu, _lv, _lam), _kl_dim.clamp_min(_lam).sum(), rtol=1e-5)
+    record(f"free_bits_kl, lambda={_lam}", free_bits_kl(_mu, _lv, _lam),
+           message="average each dimension's KL over the batch FIRST, then max(lambda, .), then sum over dimensions")
 # lam = 0: the plain KL averaged over the batch
 assert torch.allclose(free_bits_kl(_mu, _lv, 0.0), losses.gaussian_kl(_mu, _lv).mean(), rtol=1e-5)
 # no gradient through a dimension below lam, the usual one above it
@@ -77,6 +80,7 @@ _m = (0.05 * torch.randn(8, 2, generator=_g)).requires_grad_(True)
 _m2 = torch.cat([_m[:, :1] * 0 + 3.0, _m[:, 1:]], 1)
 free_bits_kl(_m2, torch.zeros(8, 2), 0.5).backward()
 assert torch.allclose(_m.grad[:, 1], torch.zeros(8)), "a dimension below lam gets no gradient"
+record("free-bits gradient", _m.grad, message="a dimension whose KL is below lambda gets no gradient (clamp, not a max with a detached value)")
 # the course VAE's free-bits training loss uses the same term
 _model = _VAE((1, 4, 4), latent_dim=3, hidden=(8,), free_bits=0.7)
 _x = (torch.rand(16, 1, 4, 4, generator=_g) < 0.5).float()
@@ -125,11 +129,14 @@ for _ls in (-1.0, 0.0, 0.4):
     _mu, _lv = 2 * torch.randn(9, 5, generator=_g), torch.randn(9, 5, generator=_g)
     _ref = losses.gaussian_kl_general(_mu, _lv, torch.zeros_like(_mu), torch.full_like(_lv, 2 * _ls))
     assert torch.allclose(kl_to_scaled_prior(_mu, _lv, torch.tensor(_ls)), _ref, rtol=1e-4, atol=1e-5)
+    record(f"kl_to_scaled_prior, log s={_ls}", kl_to_scaled_prior(_mu, _lv, torch.tensor(_ls)),
+           message="KL(N(mu, sigma^2) || N(0, s^2)) = 1/2 sum_j [(sigma_j^2 + mu_j^2) / s^2 - 1 - log sigma_j^2 + 2 log s]")
 _ls = torch.tensor(0.2, requires_grad=True)
 _mu, _lv = torch.randn(6, 4, generator=_g), torch.randn(6, 4, generator=_g)
 kl_to_scaled_prior(_mu, _lv, _ls).sum().backward()
 _want = (-(_lv.exp() + _mu**2) * math.exp(-0.4) + 1).sum()          # d/dlog s of the sum
 assert _ls.grad is not None and torch.allclose(_ls.grad, _want, rtol=1e-4)
+record("d KL / d log s", _ls.grad, message="the KL must be differentiable in log s: torch operations only")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -168,6 +175,8 @@ _ls = _s.detach().log().clone().requires_grad_(True)
 _obj = losses.gaussian_kl_general(_mu, _lv, torch.zeros_like(_mu), (2 * _ls).expand_as(_lv)).mean()
 _obj.backward()
 assert abs(_ls.grad.item()) < 1e-3, "the average KL is stationary in log s at s*"
+record("optimal_prior_scale", _s, rtol=1e-4, atol=1e-6,
+       message="s*^2 = the mean over examples AND dimensions of sigma^2 + mu^2 (return s, not s^2)")
 for _f in (0.9, 1.1):
     assert losses.gaussian_kl_general(_mu, _lv, torch.zeros_like(_mu),
                                       torch.full_like(_lv, 2 * math.log(_f * _s.item()))).mean() > _obj.detach()
@@ -216,6 +225,9 @@ _lg = _gs.log().clone().requires_grad_(True)
 losses.gaussian_nll(_xh, _x, _lg).mean().backward()
 assert _lg.grad.abs().max() < 1e-4
 assert torch.allclose(optimal_gamma_per_pixel(_x, _x), torch.full((3, 5, 5), 1e-3))
+record("optimal_gamma_per_pixel", _gs, message="gamma^2 of each pixel = its squared error averaged over the examples (axis 0)")
+record("optimal_gamma_per_pixel of perfect reconstructions", optimal_gamma_per_pixel(_x, _x),
+       message="floor gamma at eps (default 1e-3) so that log gamma stays finite")
 ### END HIDDEN TESTS
 
 # %% [markdown]
