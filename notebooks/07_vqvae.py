@@ -51,7 +51,7 @@ print(describe())
 # %%
 CFG = lesson7_config()                 # the main VQ-VAE: pick(quick, full) inside, printed below
 VAE_LATENT, VAE_BETA = 64, 0.02       # the Gaussian VAE of section 10: small beta, a rate like the VQ-VAE's
-VAE_EPOCHS = pick(8, 30)
+VAE_EPOCHS = pick(20, 30)              # about the CPU time of the VQ-VAE's training in quick mode
 SHORT = dict(epochs=6, batch_size=64, lr=3e-3)  # the ablations of sections 7 and 9: a short run on 4,000 digits,
 N_SHORT = 4000                                  # the same in both modes (it is the quick-mode run of the main model)
 N_SHOW = 10
@@ -418,7 +418,8 @@ assert top4["no remedy"] > top4["EMA + restarts"], "without remedies a few codes
 #
 # An image is 49 indices of $\log_2 K$ bits: **bits per image = (number of codes) $\times \log_2 K$** $= 49 \log_2 K$, the
 # KL of (2) in bits. A Gaussian VAE's rate is its KL, $\mathrm{KL}(q_\phi \,\|\, p)/\ln 2$ bits. We train lesson 3's
-# VAE with a small $\beta$ (lesson 4) so that its rate is close to the VQ-VAE's, and compare reconstructions.
+# VAE with a small $\beta$ (lesson 4) so that its rate is close to the VQ-VAE's (and for about the same CPU time in
+# quick mode), and compare reconstructions.
 
 # %% slideshow={"slide_type": "subslide"}
 bits_vq = vqvae.rate_bits
@@ -434,7 +435,8 @@ mse_vae = ((recons_vae - test.images) ** 2).sum((1, 2, 3)).mean().item()
 print(f"VQ-VAE: {bits_vq:.0f} bits, recon {trained['recon']:.1f} nats, squared error {mse_vq:.1f}, accuracy {acc_recon:.1%}")
 print(f"VAE   : {bits_vae:.0f} bits, recon {vae_terms['recon']:.1f} nats, squared error {mse_vae:.1f}, accuracy {acc_vae:.1%}")
 assert abs(bits_vae - bits_vq) < 0.25 * bits_vq, "comparable rates (within 25 %)"
-assert trained["recon"] < vae_terms["recon"] and mse_vq < mse_vae, "the VQ-VAE reconstructs better at that rate"
+assert abs(trained["recon"] - vae_terms["recon"]) < 0.1 * vae_terms["recon"], "about as good: recon within 10 %"
+assert abs(mse_vq - mse_vae) < 0.15 * mse_vae, "... and squared errors within 15 %"
 
 # %% slideshow={"slide_type": "subslide"}
 show_images(torch.cat([test.images[:N_SHOW], recons[:N_SHOW], recons_vae[:N_SHOW]]), nrow=N_SHOW,
@@ -443,8 +445,10 @@ plt.gcf().set_size_inches(12, 4.2)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# At about the same number of bits the VQ-VAE reconstructs with less error. Caveat for the room: the two networks
-# differ (convolutional vs fully connected), so this compares two models, not two posteriors alone; and 49 log2 K is
+# At about the same number of bits, the 49 integers reconstruct about as well as 64 real numbers: discretising costs
+# little here. What it buys is a code that a prior can model exactly (a categorical distribution per cell, lesson 8).
+# Caveats for the room: the two networks differ (convolutional vs fully connected) and both are trained briefly in
+# quick mode, so this compares two models, not two posteriors alone; and 49 log2 K is
 # an upper bound on what the codes carry (an entropy coder would use about 49 log2(perplexity) bits if the codes were
 # independent). Ask: "How would you make the VQ-VAE's code cheaper?" Fewer codes, a smaller grid, or a prior that
 # predicts the codes (lesson 8: the bits then become -log2 p(codes)).
@@ -523,7 +527,7 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 # 2. The argmin is crossed by the straight-through gradient $z_e + \mathrm{sg}[z_q - z_e]$; the loss has three terms: reconstruction, codebook (moves the codes), commitment (holds the encoder).
 # 3. Without commitment the encoder's outputs drift by orders of magnitude and reconstructions degrade.
 # 4. Watch the codebook: usage histogram, perplexity (at a fixed evaluation set: it grows with the batch size), dead codes; EMA updates and restarts keep it alive.
-# 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs better than a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
+# 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs about as well as a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
 #
 # **References**
 # - A. van den Oord, O. Vinyals, K. Kavukcuoglu, *Neural Discrete Representation Learning*, NeurIPS 2017 (eq. 3 the loss; appendix A.1 the EMA updates).
@@ -535,6 +539,6 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 # **What we got** (quick mode, 4,000 digits, K = 32, 7x7 grid, 6 epochs, about 5 s of training): test reconstruction
 # 62.7 nats per image, squared error 10.3; the course classifier reads 95.1 % of the reconstructions (97.7 % of the real
 # test digits); test perplexity 23.6 of 32 with EMA + restarts, 20.6 with restarts only, 14.5 without remedies (most codes
-# dead after epoch 1); without commitment the test reconstruction rises to 100 nats. At 245 bits per image the
-# VQ-VAE beats a Gaussian VAE at 253 bits (recon about 82.5 nats, squared error 13.5). Independent codes: FID-digits about 950
-# against 17 for reconstructions. Full mode (GPU): not measured.
+# dead after epoch 1); without commitment the test reconstruction rises to 100 nats. At 245 bits per image the VQ-VAE
+# reconstructs about as well as a Gaussian VAE at 255 bits (recon 63.7 nats, squared error 9.6). Independent codes:
+# FID-digits about 950 against 17 for reconstructions. Full mode (GPU): not measured.
