@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import evaluate as ev
+from course_lib.checks import record
 from course_lib.classifier import get_classifier
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.models import CVAE
@@ -108,6 +109,9 @@ for _b, _d in [(1, 1), (5, 2), (16, 8)]:
     _ref = bernoulli_nll(_lg, _x) + kl_divergence(Normal(_mu, torch.exp(0.5 * _lv)), Normal(_pm, 1.0)).sum(1)
     _got = negative_elbo_class_prior(_x, _lg, _mu, _lv, _pm)
     assert _got.dim() == 0 and torch.allclose(_got, _ref.mean(), rtol=1e-5, atol=1e-4)
+    record(f"negative_elbo_class_prior, batch {_b}, d={_d}", _got, rtol=1e-5, atol=1e-4,
+           message="Bernoulli NLL summed over pixels + KL(N(mu, sigma^2) || N(m_y, I)) summed over z, averaged "
+                   "over the batch (the KL's mean difference is mu - m_y)")
 # large logits stay finite
 assert torch.isfinite(negative_elbo_class_prior(torch.ones(2, 1, 2, 2), torch.full((2, 1, 2, 2), -200.0),
                                                 torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 2)))
@@ -116,6 +120,7 @@ _pm = torch.zeros(4, 3, requires_grad=True)
 _mu = torch.randn(4, 3, generator=_g)
 negative_elbo_class_prior(torch.zeros(4, 1, 2, 2), torch.zeros(4, 1, 2, 2), _mu, torch.zeros(4, 3), _pm).backward()
 assert torch.allclose(_pm.grad, -_mu / 4, atol=1e-6)
+record("d loss / d m_y", _pm.grad, atol=1e-6, message="the prior means must get gradients (keep m_y in the graph)")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -176,6 +181,8 @@ with torch.no_grad():
     _ref = cvae.decode(cvae.encode(_x, _ys).mean, _yt).mean
 _got = style_transfer(cvae, _x, _ys, _yt)
 assert _got.shape == _x.shape and torch.allclose(_got, _ref, atol=1e-5)
+record("style_transfer of 200 test digits", _got, atol=1e-4,
+       message="encode x WITH ITS OWN label, take the posterior mean, decode it with the target label (decoder means)")
 # the style comes from x with ITS label: encoding with the target label gives something else
 with torch.no_grad():
     _wrong = cvae.decode(cvae.encode(_x, _yt).mean, _yt).mean
@@ -273,6 +280,9 @@ for _c in range(10):
     _gen = _Fixed(test).sample(50, _c, generator=_g)
     _ref.append(ev.fid(data.images[data.labels == _c], _gen, features=pooled))
 assert torch.allclose(_got.double(), torch.tensor(_ref, dtype=torch.float64), rtol=1e-4, atol=1e-4)
+record("per_class_fid of a fixed sampler", _got.double(), rtol=1e-4, atol=1e-4,
+       message="one generator, created before the loop; for class c, n samples of class c against the real digits "
+               "of class c")
 # the per-class FID sees what the overall FID cannot: a swapped pair of classes
 class _Swapped(_Fixed):
     def sample(self, n, c, generator=None):
@@ -281,4 +291,6 @@ class _Swapped(_Fixed):
 
 _sw = per_class_fid(_Swapped(test), data, pooled, n_per_class=50, seed=5)
 assert _sw[3] > 2 * _got[3] and _sw[5] > 2 * _got[5] and torch.allclose(_sw[0], _got[0])
+record("per_class_fid with classes 3 and 5 swapped", _sw.double(), rtol=1e-4, atol=1e-4,
+       message="compare each class's samples with the real digits OF THAT CLASS")
 ### END HIDDEN TESTS
