@@ -525,7 +525,7 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 #
 # 1. A VQ-VAE replaces $\mathcal{N}(\mu_x, \sigma_x^2)$ by a grid of nearest codes from a learned codebook; with a uniform prior the KL is the constant $N \log K$ (VQ-ELBO, eq. 2).
 # 2. The argmin is crossed by the straight-through gradient $z_e + \mathrm{sg}[z_q - z_e]$; the loss has three terms: reconstruction, codebook (moves the codes), commitment (holds the encoder).
-# 3. Without commitment the encoder's outputs drift by orders of magnitude and reconstructions degrade.
+# 3. Without commitment the encoder's outputs grow and drift away from the codes (in quick mode: scale x7, distance x40), codes keep switching, reconstructions degrade.
 # 4. Watch the codebook: usage histogram, perplexity (at a fixed evaluation set: it grows with the batch size), dead codes; EMA updates and restarts keep it alive.
 # 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs about as well as a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
 #
