@@ -188,9 +188,17 @@ def _describe_callable(fn) -> str:
 
 
 def _describe_optimizer(opt) -> str:
+    """The optimizer's class and hyper-parameters, per parameter group (a group's own learning rate counts)."""
     if opt is None:
         return "Adam"
-    hyper = {k: v for k, v in opt.defaults.items() if isinstance(v, (int, float, str, bool, tuple, type(None)))}
+
+    def simple(d):
+        return {k: v for k, v in d.items() if k != "params" and isinstance(v, (int, float, str, bool, tuple, type(None)))}
+
+    hyper = simple(opt.defaults)
+    groups = [simple(g) for g in opt.param_groups]
+    if any(g != hyper for g in groups):
+        hyper["groups"] = [{**g, "n": len(pg["params"])} for g, pg in zip(groups, opt.param_groups)]
     return f"{type(opt).__name__}({json.dumps(hyper, sort_keys=True, default=repr)})"
 
 

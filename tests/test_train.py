@@ -153,6 +153,17 @@ def test_optimizer_settings_and_callbacks_are_part_of_the_key(digits, tmp_path):
     m = make()
     assert run(m, optimizer=torch.optim.SGD(m.parameters(), lr=0.01)).loaded
 
+    def grouped(m, lr_decoder):  # a parameter group with its own learning rate is part of the key too
+        return torch.optim.SGD([{"params": m.encoder.parameters()},
+                                {"params": m.decoder.parameters(), "lr": lr_decoder}], lr=0.01)
+
+    m = make()
+    assert not run(m, optimizer=grouped(m, 0.1)).loaded
+    m = make()
+    assert not run(m, optimizer=grouped(m, 0.5)).loaded
+    m = make()
+    assert run(m, optimizer=grouped(m, 0.5)).loaded
+
     def schedule(limit):
         def cb(model, epoch, history):
             return limit
