@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from course_lib.checks import record
 from course_lib.runtime import seed_everything
 
 seed_everything(0)
@@ -89,6 +90,13 @@ for _b, _d, _h, _w, _k in [(2, 3, 4, 5, 7), (1, 16, 7, 7, 32), (3, 1, 2, 2, 4)]:
     assert torch.allclose(_gz, _up)
     _gc = torch.autograd.grad((_q * _up).sum(), _cb, allow_unused=True)[0]
     assert _gc is None or _gc.abs().max() == 0, "the straight-through output gives no gradient to the codebook"
+    record(f"quantize indices, z_e {(_b, _d, _h, _w)}, K={_k}", _i, message="the nearest code by squared Euclidean "
+           "distance, for each position of the grid: indices of shape (B, H, W)")
+    record(f"quantize output, z_e {(_b, _d, _h, _w)}, K={_k}", _q.detach(), atol=1e-5,
+           message="the chosen codes, laid out as z_e (B, D, H, W): permute back after the lookup")
+    record(f"straight-through gradient, z_e {(_b, _d, _h, _w)}", [_gz, torch.zeros(()) if _gc is None else _gc],
+           atol=1e-6, message="z_q = z_e + (e - z_e).detach(): the decoder's gradient reaches z_e unchanged, "
+                               "the codebook gets none from this path")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -163,12 +171,17 @@ for _decay, _eps in [(0.99, 1e-5), (0.9, 0.0), (0.0, 1e-3)]:
     assert torch.allclose(_a, _Nw, atol=1e-6) and torch.allclose(_b, _mw, atol=1e-5)
     assert torch.allclose(_c, _ew, atol=1e-5, rtol=1e-5)
     assert torch.equal(_N, _N0) and torch.equal(_m, _m0)
+    record(f"ema_step, decay={_decay}, eps={_eps}", [_a, _b, _c], atol=1e-5,
+           message="N <- decay N + (1 - decay) n, m <- decay m + (1 - decay) sum of assigned vectors, codes = m / "
+                   "Laplace-smoothed N; do not modify the inputs in place")
 # many steps with the same batch: each used code converges to the mean of its vectors
 _Nc, _mc = torch.ones(_K), torch.zeros(_K, _D)
 for _ in range(400):
     _Nc, _mc, _ec = ema_step(_Nc, _mc, _v, _i, 0.95, 1e-6)
 for _j in _i.unique():
     assert torch.allclose(_ec[_j], _v[_i == _j].mean(0), atol=1e-3)
+record("codes after 400 EMA steps", _ec[_i.unique()], atol=1e-3,
+       message="repeated EMA steps on one batch must reach the mean of the vectors assigned to each code")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -213,10 +226,15 @@ for _k in (2, 32, 512):
     _cnt = torch.bincount(_idx.reshape(-1), minlength=_k).double()
     _q = _cnt[_cnt > 0] / _cnt.sum()
     assert abs(float(perplexity(_idx, _k)) - math.exp(-(_q * _q.log()).sum().item())) < 1e-3 * _k
+    record(f"perplexity, K={_k}", float(perplexity(_idx, _k)), rtol=1e-4, atol=1e-6,
+           message="exp of the entropy of the codes' usage frequencies over every position of the batch "
+                   "(unused codes contribute 0 log 0 = 0)")
 assert abs(float(perplexity(torch.arange(512), 512)) - 512) < 0.05
 assert float(perplexity(torch.tensor([3]), 1024)) == 1.0 or abs(float(perplexity(torch.tensor([3]), 1024)) - 1) < 1e-6
 # the number of codes matters only through unused codes, which change nothing
 assert abs(float(perplexity(torch.tensor([0, 1, 1]), 2)) - float(perplexity(torch.tensor([0, 1, 1]), 50))) < 1e-5
+record("perplexity of one code used", float(perplexity(torch.tensor([3]), 1024)), rtol=1e-6, atol=1e-6,
+       message="a single code used: perplexity 1")
 ### END HIDDEN TESTS
 
 # %% [markdown]
