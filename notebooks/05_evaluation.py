@@ -12,7 +12,7 @@
 # **You need** lesson 2 (the ELBO and its gap), lesson 3 (the Gaussian VAE, true samples vs decoder means),
 # lesson 4 (`fit`, rate and distortion).
 #
-# **Run time** quick mode (CPU, 4,000 real 28x28 MNIST digits): about 35 s. Full mode (all of MNIST, GPU):
+# **Run time** quick mode (CPU, 4,000 real 28x28 MNIST digits): about 30 s of CPU time. Full mode (all of MNIST, GPU):
 # about 10 minutes, mostly training the 784-200-200-50 VAE (once: `fit` saves a checkpoint).
 #
 # **Units** log-likelihoods, ELBOs, NLLs and gaps are in **nats per example**: summed over the 784 pixels
@@ -369,7 +369,7 @@ assert abs(frechet_distance(mu1, S, mu2, torch.eye(3, dtype=torch.float64))
 # `course_lib.classifier.get_classifier` gives a small CNN trained on the digits' training split (in quick
 # mode its weights ship with the course: no training), and we use its penultimate layer (64 features) for
 # the FID and its softmax for the IS. Our scores are **FID-digits / IS-digits**: they rank models of the
-# same data, they are **not** comparable with published numbers (ours are in the hundreds because the
+# same data, they are **not** comparable with published numbers (a VAE scores in the hundreds here: the
 # features are not normalised).
 
 # %%
