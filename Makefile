@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install lab test slides pretrain build grade bench clean
+.PHONY: install lab test slides site pretrain build grade bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,15 @@ pretrain: install
 build: install
 	$(BIN)/python -m course_lib build
 
+# Offline reveal.js decks (build/slides) and the course site (build/site/html); quick mode.
+slides: install
+	$(BIN)/python -m course_lib slides
+
+site: install
+	$(BIN)/python -m course_lib site
+
 bench: install
 	$(BIN)/python -m course_lib bench
 
 clean:
-	rm -rf $(VENV) checkpoints .pytest_cache
+	rm -rf $(VENV) checkpoints .pytest_cache build

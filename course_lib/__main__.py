@@ -7,6 +7,8 @@
     release DIR            what a student gets, without solutions/
     bench [args ...]       course_lib.bench
     pretrain [--quick]     run every lesson once so that its trained models are cached
+    slides [LESSONS ...]   one offline reveal.js deck per lesson in build/slides (course_lib.slides)
+    site                   the course as an offline web site in build/site/html (course_lib.site)
 """
 from __future__ import annotations
 
@@ -180,6 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_release)
     sub.add_parser("bench", help="benchmarks (course_lib.bench); arguments are passed on", add_help=False)
     sub.add_parser("pretrain", help="run every lesson once (full mode) so its models are cached", add_help=False)
+    sub.add_parser("slides", help="offline reveal.js decks of the lessons in build/slides", add_help=False)
+    sub.add_parser("site", help="the course as an offline web site in build/site/html", add_help=False)
     return parser
 
 
@@ -195,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import pretrain
 
         return pretrain.main(argv[1:])
+    if argv and argv[0] in ("slides", "site"):
+        from importlib import import_module
+
+        return import_module(f".{argv[0]}", __package__).main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return args.func(args)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from .notebooks import repo_root
@@ -18,30 +17,45 @@ from .notebooks import repo_root
 __all__ = ["main", "run_notebook"]
 
 
-def run_notebook(path: Path, quick: bool = False, timeout: int | None = None) -> float:
-    """Execute one notebook in a fresh kernel (full mode unless ``quick``); returns seconds."""
-    import nbformat
-    from nbclient import NotebookClient
+CELL_TIMEOUT = 3 * 3600.0   # seconds: one cell (a full-mode training run on a GPU)
+TOTAL_TIMEOUT = 8 * 3600.0  # seconds: one lesson
 
-    nb = nbformat.read(path, as_version=4)
-    env = dict(os.environ, COURSE_QUICK="1" if quick else "0", MPLBACKEND="Agg")
-    t0 = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)  # env: the kernel's
-    return time.perf_counter() - t0
+
+def run_notebook(path: Path, quick: bool = False, timeout: float | None = TOTAL_TIMEOUT,
+                 cell_timeout: float | None = CELL_TIMEOUT) -> float:
+    """Execute one notebook in a fresh kernel (full mode unless ``quick``); returns seconds.
+
+    With a per-cell and a total time limit (:func:`course_lib.execution.run_cells`, which also
+    never waits on a kernel that does not report "idle" after its last reply); when one runs out,
+    or the kernel dies, raises RuntimeError saying which cell and which limit.
+    """
+    from .slides import ExecutionFailed, execute_notebook
+
+    try:
+        run = execute_notebook(path, quick=quick, cell_timeout=cell_timeout,
+                               timeout=TOTAL_TIMEOUT if timeout is None else timeout)
+    except ExecutionFailed as err:
+        raise RuntimeError(str(err)) from None
+    if run.errors:
+        raise RuntimeError(f"{path.name}: {len(run.errors)} cell(s) raised; first: {run.errors[0]}")
+    return run.seconds
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib pretrain", description=__doc__.splitlines()[0])
     p.add_argument("notebooks", nargs="*", help="lesson notebooks (default: notebooks/*.ipynb)")
     p.add_argument("--quick", action="store_true", help="quick mode (checks the run; caches the small models)")
+    p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS",
+                   help="stop a lesson when one cell runs longer than this")
+    p.add_argument("--timeout", type=float, default=TOTAL_TIMEOUT, metavar="SECONDS",
+                   help="stop a lesson when it runs longer than this")
     args = p.parse_args(argv)
     paths = [Path(n) for n in args.notebooks] or sorted((repo_root() / "notebooks").glob("[0-9]*.ipynb"))
     failed = []
     for path in paths:
         print(f"{path.name}: running in {'quick' if args.quick else 'full'} mode ...", flush=True)
         try:
-            seconds = run_notebook(path, quick=args.quick)
+            seconds = run_notebook(path, quick=args.quick, timeout=args.timeout, cell_timeout=args.cell_timeout)
             print(f"{path.name}: done in {seconds:.0f} s", flush=True)
         except Exception as err:  # report and go on with the next lesson
             failed.append(path.name)

@@ -1,0 +1,290 @@
+"""Look at a built deck or site page in headless Chromium, as a projector (1280 x 720) shows it.
+
+Drives the distribution's ``chromium`` over the DevTools protocol (``websocket-client``, which
+Jupyter already installs): every request the page makes is recorded, and any that would leave the
+machine (not ``file:``, ``data:``, ``blob:`` or ``about:``) is reported; host names do not resolve
+in this browser, so nothing can leave in any case. ``python -m course_lib.browser DECK.html``
+prints the report of a deck (``--screenshots DIR`` saves a PNG of every slide that overflows).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+__all__ = ["find_chromium", "Browser", "check_deck", "check_page", "LOCAL_SCHEMES"]
+
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:", "chrome-error:")
+WIDTH, HEIGHT = 1280, 720
+
+# Waits for MathJax 3 (when the page has it), then reports raw TeX left in prose and math errors.
+_MATH_JS = r"""
+async function courseMath(root) {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const raw = [];
+  const pattern = /\$\$|\$[^\s$][^$]*\$|\\\(|\\\[|\\begin\{/;
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {acceptNode(n) {
+    for (let e = n.parentElement; e; e = e.parentElement) {
+      const t = e.tagName;
+      if (t === 'PRE' || t === 'CODE' || t === 'SCRIPT' || t === 'STYLE' || t === 'TEXTAREA' ||
+          t === 'MJX-CONTAINER' || (e.classList && (e.classList.contains('jp-OutputArea') ||
+          e.classList.contains('highlight') || e.classList.contains('cell_output')))) return NodeFilter.FILTER_REJECT;
+    }
+    return NodeFilter.FILTER_ACCEPT; }});
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (pattern.test(n.textContent)) raw.push(n.textContent.trim().slice(0, 80));
+  }
+  return {rendered: document.querySelectorAll('mjx-container').length,
+          errors: Array.from(document.querySelectorAll('mjx-merror, [data-mjx-error]')).map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 80)),
+          raw: raw};
+}
+"""
+
+_DECK_JS = _MATH_JS + r"""
+(async () => {
+  const math = await courseMath(document.querySelector('.reveal .slides'));
+  const cfg = Reveal.getConfig();
+  const slides = [];
+  const tops = Reveal.getHorizontalSlides();
+  const tick = () => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+  for (let h = 0; h < tops.length; h++) {
+    const leaves = tops[h].classList.contains('stack') ? Array.from(tops[h].querySelectorAll(':scope > section')) : [tops[h]];
+    for (let v = 0; v < leaves.length; v++) {
+      Reveal.slide(h, v);
+      await tick();
+      const s = leaves[v];
+      const heading = s.querySelector('h1, h2, h3, h4');
+      const title = (heading ? heading.textContent : s.textContent).replace(/\s+/g, ' ').replace('¶', '').trim().slice(0, 70);
+      const clipped = [];
+      s.querySelectorAll('pre').forEach(p => {
+        if (p.offsetParent !== null && p.scrollWidth > p.clientWidth + 1) {
+          const line = p.textContent.split('\n').reduce((a, b) => b.length > a.length ? b : a, '');
+          clipped.push(line.trim().slice(0, 80));
+        }
+      });
+      const wide = [];
+      const right = s.getBoundingClientRect().right + 1;
+      s.querySelectorAll('img, svg, mjx-container, table').forEach(e => {
+        if (e.offsetParent !== null && e.getBoundingClientRect().right > right) wide.push(e.tagName.toLowerCase());
+      });
+      slides.push({index: slides.length + 1, h: h, v: v, title: title,
+                   overflow_px: Math.max(0, s.scrollHeight - s.clientHeight), clipped: clipped, too_wide: wide});
+    }
+  }
+  return JSON.stringify({kind: 'deck', width: cfg.width, height: cfg.height, math: math, slides: slides});
+})()
+"""
+
+_PAGE_JS = _MATH_JS + r"""
+(async () => {
+  const main = document.querySelector('article, main, [role=main], body');
+  const math = await courseMath(main);
+  const images = Array.from(document.querySelectorAll('img')).map(i => ({src: i.getAttribute('src') || '',
+      alt: (i.getAttribute('alt') || '').trim(), loaded: i.complete && i.naturalWidth > 0}));
+  const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'));
+  return JSON.stringify({kind: 'page', title: document.title, math: math, images: images, links: links,
+                         search: !!document.querySelector('form[action*="search"], input[type=search], #searchbox, .sidebar-search')});
+})()
+"""
+
+
+def find_chromium() -> str | None:
+    """The path of a Chromium (or Chrome) executable, or None."""
+    for name in (os.environ.get("COURSE_CHROMIUM"), "chromium", "chromium-browser", "google-chrome",
+                 "google-chrome-stable"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+class Browser:
+    """One headless Chromium with one page, driven over the DevTools protocol. Use as a context manager."""
+
+    def __init__(self, executable: str | None = None, timeout: float = 60.0):
+        self.executable = executable or find_chromium()
+        if self.executable is None:
+            raise FileNotFoundError("no Chromium found: install it (Debian: apt-get install chromium) "
+                                    "or set COURSE_CHROMIUM to its path.")
+        self.timeout = timeout
+        self.proc = None
+        self.ws = None
+        self._id = 0
+        self.requests: list[str] = []
+
+    def __enter__(self):
+        import websocket  # websocket-client, installed with Jupyter
+
+        self._profile = tempfile.mkdtemp(prefix="course_chromium_")
+        args = [self.executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--remote-debugging-port=0", f"--user-data-dir={self._profile}", f"--window-size={WIDTH},{HEIGHT}",
+                "--hide-scrollbars", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-default-apps", "--mute-audio", "--allow-file-access-from-files",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "about:blank"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        port_file = Path(self._profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + self.timeout
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.close()
+                raise RuntimeError(f"Chromium ({self.executable}) did not start within {self.timeout:g} s.")
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        pages = []
+        while not pages:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+                pages = [t for t in json.load(r) if t.get("type") == "page"]
+            if not pages:
+                time.sleep(0.1)
+        self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=self.timeout,
+                                              suppress_origin=True)
+        self.call("Network.enable")
+        self.call("Page.enable")
+        self.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.ws is not None:
+            try:
+                self.ws.close()
+            except Exception:
+                pass
+            self.ws = None
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+            self.proc = None
+        shutil.rmtree(getattr(self, "_profile", ""), ignore_errors=True)
+
+    def _handle(self, msg):
+        if msg.get("method") == "Network.requestWillBeSent":
+            self.requests.append(msg["params"]["request"]["url"])
+
+    def call(self, method, **params):
+        self._id += 1
+        my_id = self._id
+        self.ws.send(json.dumps({"id": my_id, "method": method, "params": params}))
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            self._handle(msg)
+            if msg.get("id") == my_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error'].get('message')}")
+                return msg.get("result", {})
+        raise TimeoutError(f"Chromium did not answer {method} within {self.timeout:g} s.")
+
+    def open(self, url: str, settle: float = 0.3):
+        """Load ``url`` and wait for its load event (and ``settle`` seconds more)."""
+        self.requests = []
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(self.ws.recv())
+            self._handle(msg)
+            if msg.get("method") == "Page.loadEventFired":
+                break
+        else:
+            raise TimeoutError(f"{url} did not finish loading within {self.timeout:g} s.")
+        time.sleep(settle)
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            raise RuntimeError(f"the page's script failed: {details.get('exception', {}).get('description') or details.get('text')}")
+        return result["result"].get("value")
+
+    def screenshot(self, path: str | Path):
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        Path(path).write_bytes(base64.b64decode(data))
+
+    def remote_requests(self) -> list[str]:
+        return [u for u in self.requests if not u.startswith(LOCAL_SCHEMES)]
+
+
+def _url(path: str | Path) -> str:
+    return Path(path).resolve().as_uri()
+
+
+def check_deck(browser: Browser, deck: str | Path, screenshots: str | Path | None = None) -> dict:
+    """Open a deck and measure every slide: overflow (px beyond the 720 px slide), clipped code lines,
+    elements wider than the slide, math (rendered, errors, raw TeX) and the requests that left the machine."""
+    browser.open(_url(deck))
+    report = json.loads(browser.evaluate(_DECK_JS))
+    report["remote_requests"] = browser.remote_requests()
+    report["failed_slides"] = [s for s in report["slides"] if s["overflow_px"] > 0 or s["clipped"] or s["too_wide"]]
+    if screenshots is not None:
+        Path(screenshots).mkdir(parents=True, exist_ok=True)
+        for s in report["failed_slides"]:
+            browser.evaluate(f"Reveal.slide({s['h']}, {s['v']}); 1")
+            time.sleep(0.1)
+            browser.screenshot(Path(screenshots) / f"{Path(deck).name.split('.')[0]}_slide{s['index']:02d}.png")
+    return report
+
+
+def check_page(browser: Browser, page: str | Path) -> dict:
+    """Open a site page: math, images (with alt text, loaded), links, search box, remote requests."""
+    browser.open(_url(page))
+    report = json.loads(browser.evaluate(_PAGE_JS))
+    report["remote_requests"] = browser.remote_requests()
+    return report
+
+
+def describe_deck(report: dict, name: str = "") -> str:
+    lines = [f"{name}: {len(report['slides'])} slides, {len(report['failed_slides'])} do not fit; "
+             f"math: {report['math']['rendered']} rendered, {len(report['math']['errors'])} errors, "
+             f"{len(report['math']['raw'])} raw; {len(report['remote_requests'])} remote requests"]
+    for s in report["failed_slides"]:
+        why = []
+        if s["overflow_px"]:
+            why.append(f"{s['overflow_px']} px too tall")
+        if s["clipped"]:
+            why.append(f"{len(s['clipped'])} clipped block(s), e.g. {s['clipped'][0]!r}")
+        if s["too_wide"]:
+            why.append("too wide: " + ", ".join(sorted(set(s["too_wide"]))))
+        lines.append(f"  slide {s['index']} ({s['title']!r}): " + "; ".join(why))
+    for raw in report["math"]["raw"][:5]:
+        lines.append(f"  raw TeX: {raw!r}")
+    for err in report["math"]["errors"][:5]:
+        lines.append(f"  math error: {err!r}")
+    for url in report["remote_requests"][:5]:
+        lines.append(f"  remote request: {url}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m course_lib.browser", description=__doc__.splitlines()[0])
+    p.add_argument("decks", nargs="+", metavar="DECK.html")
+    p.add_argument("--screenshots", metavar="DIR", help="save a PNG of each slide that does not fit")
+    p.add_argument("--json", action="store_true", help="print the full reports as JSON")
+    args = p.parse_args(argv)
+    bad = 0
+    with Browser() as browser:
+        for deck in args.decks:
+            report = check_deck(browser, deck, args.screenshots)
+            print(json.dumps(report, indent=1) if args.json else describe_deck(report, Path(deck).name))
+            bad += bool(report["failed_slides"] or report["remote_requests"] or report["math"]["errors"]
+                        or report["math"]["raw"])
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

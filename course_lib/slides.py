@@ -1,0 +1,313 @@
+"""``python -m course_lib slides [LESSONS ...]``: one offline reveal.js deck per lesson.
+
+Each lesson is executed in a fresh kernel (quick mode by default; ``--full`` uses full mode,
+which loads the models that ``pretrain`` cached) by :func:`execute_notebook`, with a per-cell
+and a total time limit (:func:`course_lib.execution.run_cells`: a kernel that never reports
+"idle" cannot stall it). The executed notebook is then prepared for the room
+(:func:`prepare_for_slides`: ``skip`` cells and ``remove-cell`` cells dropped, ``remove-input``
+/ ``hide-input`` code hidden, widget outputs replaced by their still image and "try it in
+JupyterLab", figures drawn with ``static/slides.matplotlibrc``) and written as
+``build/slides/NN_name.slides.html`` with reveal.js 5 and MathJax 3 from ``course_lib/static``
+(copied to ``build/slides/_static``): the decks need no network.
+
+Executed notebooks are cached in ``build/executed/`` keyed by the notebook's bytes, the mode
+and the library's sources, so that the slides, the site and the browser tests run a lesson
+once.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .notebooks import RISE, repo_root
+
+__all__ = ["STATIC", "lesson_paths", "execute_notebook", "executed", "prepare_outputs", "prepare_for_slides",
+           "write_deck", "build_slides", "main", "ExecutionFailed"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ("Interactive widget: try it in JupyterLab (open the lesson, Run All, move the controls). "
+               "{what}")
+# tags honoured on slides (the site honours the same ones through MyST-NB)
+REMOVE_CELL_TAGS = {"remove-cell"}
+REMOVE_INPUT_TAGS = {"remove-input", "hide-input"}
+REMOVE_OUTPUT_TAGS = {"remove-output", "hide-output"}
+CELL_TIMEOUT = 600.0   # seconds, one cell (a full-mode training cell loads a checkpoint; quick trains)
+TOTAL_TIMEOUT = 1800.0  # seconds, one lesson
+
+
+class ExecutionFailed(RuntimeError):
+    """A lesson could not be executed to the end (a time limit, a dead kernel)."""
+
+
+@dataclass
+class Execution:
+    """An executed notebook and what went wrong in it (cells that raised unexpectedly)."""
+
+    nb: nbformat.NotebookNode
+    seconds: float
+    errors: list = field(default_factory=list)
+
+
+def lesson_paths(names=(), root: str | Path | None = None) -> list[Path]:
+    """The lesson notebooks named by ``names`` ("01", "01_autoencoders", a path); all lessons when empty."""
+    root = Path(root) if root is not None else repo_root()
+    every = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return every
+    chosen = []
+    for name in names:
+        p = Path(name)
+        if p.suffix == ".ipynb" and p.exists():
+            chosen.append(p.resolve())
+            continue
+        stem = p.stem if p.suffix in (".py", ".ipynb") else p.name
+        hits = [q for q in every if q.stem == stem or q.stem.split("_")[0] == stem.zfill(2)]
+        if not hits:
+            raise ValueError(f"no lesson called {name!r}: give a number such as 01, or a name such as "
+                             f"{every[0].stem if every else '01_autoencoders'}.")
+        chosen.extend(hits)
+    return list(dict.fromkeys(chosen))
+
+
+def kernel_argv() -> list[str]:
+    return [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+
+
+def _kernel_env(quick: bool) -> dict:
+    env = dict(os.environ)
+    env["COURSE_QUICK"] = "1" if quick else "0"
+    env.pop("MPLBACKEND", None)  # the kernel's inline backend draws the figures
+    env["MATPLOTLIBRC"] = str(STATIC / "slides.matplotlibrc")
+    env.setdefault("TQDM_MININTERVAL", "5")
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    return env
+
+
+def _output(o: dict) -> nbformat.NotebookNode:
+    kind = o["output_type"]
+    if kind == "stream":
+        return nbformat.v4.new_output("stream", name=o.get("name", "stdout"), text=o.get("text", ""))
+    if kind == "error":
+        return nbformat.v4.new_output("error", ename=o.get("ename", ""), evalue=o.get("evalue", ""),
+                                      traceback=o.get("traceback", []))
+    out = nbformat.v4.new_output(kind, data=o.get("data", {}), metadata=o.get("metadata", {}))
+    if kind == "execute_result":
+        out["execution_count"] = o.get("execution_count")
+    return out
+
+
+def execute_notebook(path: str | Path, quick: bool = True, cell_timeout: float | None = CELL_TIMEOUT,
+                     timeout: float = TOTAL_TIMEOUT, argv: list[str] | None = None) -> Execution:
+    """Run ``path`` in a fresh kernel (working folder: a temporary one) and return it with its outputs.
+
+    Raises :class:`ExecutionFailed` with a one-line reason when a time limit runs out or the
+    kernel dies; a cell that raises (other than one tagged ``raises-exception``) is listed in
+    ``Execution.errors`` and the run goes on. ``argv``: the kernel's command line
+    (``{connection_file}`` in it; default: this Python's ipykernel).
+    """
+    from .execution import run_cells
+
+    path = Path(path)
+    nb = nbformat.read(str(path), as_version=4)
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="course_run_") as cwd:
+        outcomes = run_cells(nb, argv or kernel_argv(), _kernel_env(quick), cwd, timeout=timeout, cell_timeout=cell_timeout,
+                             max_cell_bytes=50_000_000, max_total_bytes=500_000_000)
+    seconds = time.monotonic() - start
+    errors = []
+    count = 0
+    for outcome in outcomes:
+        cell = nb.cells[outcome.index]
+        if outcome.status in ("timeout", "died"):
+            raise ExecutionFailed(f"{path.name}: code cell {outcome.index + 1}: {outcome.error}; "
+                                  f"raise the limit with --cell-timeout/--timeout, or run the lesson in "
+                                  f"JupyterLab to see why it is slow.")
+        if outcome.status == "not run":
+            continue
+        count += 1
+        cell.execution_count = count
+        cell.outputs = [_output(o) for o in outcome.outputs]
+        for o in cell.outputs:
+            if o.output_type == "execute_result":
+                o.execution_count = count
+        if outcome.status == "error" and "raises-exception" not in cell.metadata.get("tags", []):
+            errors.append(f"cell {outcome.index + 1}: {outcome.error}")
+    return Execution(nb, seconds, errors)
+
+
+_NOT_IN_KEY = {"slides.py", "site.py", "browser.py", "__main__.py", "pretrain.py", "grading.py", "sandbox.py",
+               "release.py", "exercises.py", "notebooks.py", "bench.py"}
+
+
+def _library_hash() -> str:
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for p in sorted(here.rglob("*.py")):
+        if p.name not in _NOT_IN_KEY:  # the delivery tooling does not change what a lesson computes
+            h.update(p.read_bytes())
+    h.update((STATIC / "slides.matplotlibrc").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def executed(path: str | Path, quick: bool = True, cache: str | Path | None = None, log=print,
+             **limits) -> Execution:
+    """:func:`execute_notebook`, cached in ``cache`` (default ``build/executed``) by content and mode."""
+    path = Path(path)
+    cache = Path(cache) if cache is not None else repo_root() / "build" / "executed"
+    key = hashlib.sha256(path.read_bytes() + _library_hash().encode() + (b"q" if quick else b"f")).hexdigest()[:16]
+    target = cache / f"{path.stem}.{'quick' if quick else 'full'}.{key}.ipynb"
+    if target.exists():
+        nb = nbformat.read(str(target), as_version=4)
+        return Execution(nb, 0.0, list(nb.metadata.get("course_execution", {}).get("errors", [])))
+    log(f"{path.name}: running in {'quick' if quick else 'full'} mode ...")
+    run = execute_notebook(path, quick=quick, **limits)
+    log(f"{path.name}: ran in {run.seconds:.0f} s" + (f"; {len(run.errors)} cell(s) raised" if run.errors else ""))
+    if run.errors:  # not cached: the next build tries again
+        return run
+    cache.mkdir(parents=True, exist_ok=True)
+    for old in cache.glob(f"{path.stem}.{'quick' if quick else 'full'}.*.ipynb"):
+        old.unlink()
+    nb = copy.deepcopy(run.nb)
+    nb.metadata["course_execution"] = {"seconds": round(run.seconds, 1), "errors": run.errors,
+                                       "mode": "quick" if quick else "full"}
+    tmp = target.with_suffix(".tmp")
+    nbformat.write(nb, str(tmp))
+    tmp.replace(target)
+    return run
+
+
+def _has_image(outputs) -> bool:
+    return any(o.output_type in ("display_data", "execute_result") and
+               any(k.startswith("image/") for k in o.get("data", {})) for o in outputs)
+
+
+def prepare_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Replace widget outputs by a note (the still image the widget drew stays above it); in place.
+
+    Also drops the notebook's saved widget state, which would make the page fetch the widget
+    manager from the network.
+    """
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        widget = [o for o in cell.outputs if WIDGET_MIME in o.get("data", {})]
+        if not widget:
+            continue
+        kept = [o for o in cell.outputs if WIDGET_MIME not in o.get("data", {})]
+        what = ("Above: the figure it draws for its starting values." if _has_image(kept)
+                else "It draws nothing until its controls are moved.")
+        note = WIDGET_NOTE.format(what=what)
+        html = f'<div class="course-widget-note">&#9654; {note}</div>'
+        kept.append(nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": note}))
+        cell.outputs = kept
+    return nb
+
+
+def _coalesce(nb):
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+    return nb
+
+
+def prepare_for_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of an executed lesson as the room sees it (see the module's docstring)."""
+    nb = prepare_outputs(_coalesce(copy.deepcopy(nb)))
+    cells = []
+    for cell in nb.cells:
+        tags = set(cell.metadata.get("tags", []))
+        if cell.metadata.get("slideshow", {}).get("slide_type") == "skip" or tags & REMOVE_CELL_TAGS:
+            continue
+        if cell.cell_type == "code":
+            if tags & REMOVE_INPUT_TAGS:
+                cell.metadata["transient"] = {"remove_source": True}
+            if tags & REMOVE_OUTPUT_TAGS:
+                cell.outputs = []
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.output_type == "stream" and o.get("name") == "stderr")]
+            if not cell.source.strip() and not cell.outputs:
+                continue
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def copy_static(dest: Path) -> Path:
+    """Copy course_lib/static (reveal.js, MathJax, the course CSS) to ``dest`` (replacing it)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(STATIC, dest, ignore=shutil.ignore_patterns("*.md", "*.matplotlibrc"))
+    return dest
+
+
+def write_deck(nb: nbformat.NotebookNode, out: str | Path, name: str, static_url: str = "_static") -> Path:
+    """Write ``nb`` (already prepared) as a reveal.js deck at ``out`` using the files at ``static_url``."""
+    from nbconvert import SlidesExporter
+
+    exporter = SlidesExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="course_reveal",
+                              exclude_input_prompt=True, exclude_output_prompt=True,
+                              reveal_url_prefix=f"{static_url}/reveal.js", reveal_theme="white",
+                              reveal_transition="none", reveal_scroll=True, reveal_number="c/t",
+                              reveal_width=str(RISE["width"]), reveal_height=str(RISE["height"]))
+    resources = {"metadata": {"name": name}, "course_static": static_url}
+    body, _ = exporter.from_notebook_node(nb, resources=resources)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def build_slides(names=(), out: str | Path | None = None, quick: bool = True, cache=None, log=print,
+                 **limits) -> tuple[list[Path], list[str]]:
+    """Execute (or take from the cache) and write the decks; returns (decks, problems)."""
+    out = Path(out) if out is not None else repo_root() / "build" / "slides"
+    out.mkdir(parents=True, exist_ok=True)
+    copy_static(out / "_static")
+    decks, problems = [], []
+    for path in lesson_paths(names):
+        try:
+            run = executed(path, quick=quick, cache=cache, log=log, **limits)
+        except ExecutionFailed as err:
+            problems.append(str(err))
+            log(f"{path.name}: FAILED: {err}")
+            continue
+        problems += [f"{path.name}: {e}" for e in run.errors]
+        t0 = time.perf_counter()
+        deck = write_deck(prepare_for_slides(run.nb), out / f"{path.stem}.slides.html", path.stem)
+        log(f"{path.name}: wrote {deck} ({time.perf_counter() - t0:.1f} s)")
+        decks.append(deck)
+    return decks, problems
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m course_lib slides", description=__doc__.splitlines()[0])
+    p.add_argument("lessons", nargs="*", metavar="LESSON", help="01, 01_autoencoders or a path (default: every lesson)")
+    p.add_argument("--full", action="store_true", help="full mode (load the models cached by `pretrain`)")
+    p.add_argument("--out", default=None, help="output folder (default: build/slides)")
+    p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS", help="limit per cell")
+    p.add_argument("--timeout", type=float, default=TOTAL_TIMEOUT, metavar="SECONDS", help="limit per lesson")
+    args = p.parse_args(argv)
+    try:
+        decks, problems = build_slides(args.lessons, out=args.out, quick=not args.full,
+                                       cell_timeout=args.cell_timeout, timeout=args.timeout)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if decks:
+        print(f"{len(decks)} deck(s) in {decks[0].parent}; open one in a browser (no network needed).")
+    return 1 if problems else 0
