@@ -19,6 +19,7 @@ import math
 import torch
 from torch.distributions import Independent, Normal
 
+from course_lib.checks import record
 from course_lib.models.linear_gaussian import LinearGaussian
 from course_lib.runtime import seed_everything
 
@@ -68,7 +69,12 @@ _lw = torch.randn(50, 4, generator=_g, dtype=torch.float64) * 2
 _w = _lw.exp()
 assert torch.allclose(effective_sample_size(_lw), _w.sum(0) ** 2 / (_w ** 2).sum(0), atol=1e-9)
 assert torch.allclose(effective_sample_size(_lw - 3000.0), _w.sum(0) ** 2 / (_w ** 2).sum(0), atol=1e-6), "shift-invariant"
+record("effective_sample_size of random log-weights", effective_sample_size(_lw), rtol=1e-7, atol=1e-9,
+       message="ESS = (sum_i w_i)^2 / sum_i w_i^2 over the k samples (axis 0), one value per example")
+record("effective_sample_size of shifted log-weights", effective_sample_size(_lw - 3000.0), rtol=1e-6, atol=1e-6,
+       message="subtract the largest log-weight before exponentiating: the ESS does not change when log w shifts")
 _e = effective_sample_size(torch.randn(200, 6, generator=_g) * 3 - 120.0)
+record("effective_sample_size in float32", _e, rtol=1e-4, atol=1e-3, message="stay finite in float32 for log-weights near -120")
 assert torch.isfinite(_e).all() and (_e >= 1 - 1e-3).all() and (_e <= 200 + 1e-3).all(), "between 1 and k, float32"
 # the exact posterior as proposal: every weight equals p(x), ESS = k; a worse q: fewer
 _m = LinearGaussian.random(4, 2, sigma=0.5, seed=3)
@@ -152,6 +158,11 @@ for _i in range(3):
     assert _er > _es - 0.1, f"example {_i}: ELBO {_er:.3f} of the result, {_es:.3f} at the optimum"
     assert _er - _e0 > 0.9 * (_es - _e0), "recovers the amortization gap"
     assert torch.allclose(_mu, _qs.mean[0], atol=0.1), (_mu, _qs.mean[0])
+    record(f"best_gaussian mean, example {_i}", _mu.detach(), rtol=0, atol=0.2,
+           message="maximise the reparameterized ELBO over (mu, log sigma^2) by Adam, starting from the encoder's q: "
+                   "the result must reach the best Gaussian's mean")
+    record(f"ELBO of best_gaussian's q, example {_i}", _er, rtol=0, atol=0.2,
+           message="the ELBO of your q must close (almost all of) the amortization gap")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -193,6 +204,9 @@ _slope = sum((a - _xm) * (c - _fm) for a, c in zip(_x, _f)) / sum((a - _xm) ** 2
 _res = fid_infinity(_ns, _f)
 assert abs(_res[1] - _slope) < 1e-6 and abs(_res[0] - (_fm - _slope * _xm)) < 1e-8, "ordinary least squares on 1/n"
 assert isinstance(_res[0], float) and isinstance(_res[1], float), "Python floats"
+record("fid_infinity on noisy 1/n data", list(_res), rtol=1e-8, atol=1e-8,
+       message="ordinary least squares of FID against x = 1/n: (intercept = FID at n = infinity, slope)")
 _res = fid_infinity(torch.tensor([10, 20]), torch.tensor([3.0, 2.0]))
 assert abs(_res[0] - 1.0) < 1e-9 and abs(_res[1] - 20.0) < 1e-9, "two points: the line through them"
+record("fid_infinity through two points", list(_res), rtol=1e-8, atol=1e-8, message="accept tensors as well as lists")
 ### END HIDDEN TESTS
