@@ -88,3 +88,17 @@ def test_the_verbatim_check_can_fail():
     body = _code_only("    kl = 0.5 * (logvar.exp() + mu ** 2 - 1 - logvar).sum(-1)\n")
     assert body in lesson
     assert _solution_bodies("a\n### BEGIN SOLUTION\nx = 1\n### END SOLUTION\nb") == ["x = 1"]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_every_hidden_test_records_what_it_judges(stem):
+    """The grader judges recorded values in its own process (a student's kernel can patch any assert):
+    each grade cell's hidden part must record at least one value."""
+    solution = exercises.read_solution(ROOT / "solutions", stem)
+    for cell in solution.cells:
+        if "grade" not in cell.metadata:
+            continue
+        hidden = cell.source.split("### BEGIN HIDDEN TESTS", 1)[-1].split("### END HIDDEN TESTS", 1)[0]
+        assert "### BEGIN HIDDEN TESTS" in cell.source and "record(" in hidden, (
+            f"solutions/{stem}.py, exercise {cell.metadata['grade']['exercise']}: the hidden tests record no value "
+            "(use course_lib.checks.record)")
