@@ -17,14 +17,6 @@ from course_lib.train import evaluate_terms, fit
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture
-def one_thread():
-    """Small models train much faster on one thread when the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _batch(n=16, seed=0):
     g = torch.Generator().manual_seed(seed)

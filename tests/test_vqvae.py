@@ -13,13 +13,6 @@ from course_lib.models.vqvae import (VQVAE, EMAVectorQuantizer, VectorQuantizer,
                                      commitment_loss, lesson7_config, nearest_codes, perplexity, straight_through)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _grid(b=3, d=4, h=5, w=6, seed=0, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
