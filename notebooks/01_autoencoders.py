@@ -254,7 +254,7 @@ plt.show()
 # over its floor, $\mathrm{BCE}(x, \hat x) - H(x)$ (the KL divergence between two Bernoullis), which is 0 where
 # $\hat x = x$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     xs, logit_s = x_test[:N_SHOW], ae.decode(ae.encode(x_test[:N_SHOW]))
     xh = torch.sigmoid(logit_s)
@@ -303,7 +303,7 @@ assert share["(x - x_hat)^2"] > share["|x - x_hat|"], "the squared error concent
 #
 # (`Autoencoder(..., noise=sigma)` does this in training mode; in evaluation mode it reconstructs its input.)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 torch.manual_seed(1)
 dae = Autoencoder(train.shape, latent_dim=LATENT, hidden=HIDDEN, recon="bce", noise=NOISE)
 hist_dae = fit(dae, train, test, epochs=EPOCHS, batch_size=BATCH, lr=LR, checkpoint="lesson01-dae")
@@ -343,7 +343,7 @@ ax = plots.show_images(grid, nrow=k, title=f"Rows: noisy input (σ = {NOISE}), p
 # convolutions down, a linear layer to the code $z \in \mathbb{R}^d$, and the mirror image up with transposed
 # convolutions (Masci et al., 2011; Guo et al., 2017, the slides' example).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 torch.manual_seed(1)
 cae = ConvAutoencoder(train.shape, latent_dim=LATENT, channels=CHANNELS, recon="bce")
 print(cae.encoder)
@@ -493,7 +493,7 @@ ax = plots.show_images(x_normal[:2 * N_SHOW].cpu(), nrow=N_SHOW,
 #
 # $$\mathrm{KL}\big(\mathcal{N}(m, S) \,\|\, \mathcal{N}(0, I)\big) = \tfrac12\big(\operatorname{tr} S + m^\top m - d - \log\det S\big). \tag{5}$$
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     codes_train = ae.encode(train.images)
     m_codes, S_codes = codes_train.mean(0), torch.cov(codes_train.T)
@@ -511,7 +511,7 @@ assert kl_codes > LATENT, "the codes are far from N(0, I): more than 1 nat per l
 # decoded image, how sure the course classifier is that it is a digit (its largest class probability).
 # Reference: the codes of *test* images, $z = \mathcal{E}(x)$, decoded into reconstructions.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 clf = get_classifier(train.name)            # the course's digit classifier (about 99 % test accuracy)
 with torch.no_grad():
     z_matched = torch.distributions.MultivariateNormal(m_codes, S_codes).sample((N_GEN,))
@@ -545,7 +545,7 @@ ax = plots.show_images(rows.cpu(), nrow=N_SHOW,
 # Take the box that holds the training codes of the $d = 2$ autoencoder of section 6 and draw codes uniformly
 # in it. A draw is **far** when it is farther from every training code than 95 % of the *test* codes are.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     codes2 = ae2.encode(train.images)
     lo, hi = codes2.min(0).values, codes2.max(0).values                         # the box of the codes
@@ -613,7 +613,7 @@ assert purity[unsure].mean() < purity[~unsure].mean() - 0.1, "the unsure draws s
 # the clusters, blends where two classes meet, thicker copies of the edge digits far outside.
 # (The logic is `course_lib.widgets.decode_point`; we check it first.)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     z_0 = codes_ae2[0].tolist()                         # the code of the first test image
     via_widget = decode_point(ae2.generate, z_0, device=device)

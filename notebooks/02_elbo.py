@@ -195,7 +195,7 @@ assert all(x_half > 0.5 for _, x_half in curves.values()), "the prior favours z 
 # - **Not symmetric**: $\mathrm{KL}(P \,\|\, Q) \ne \mathrm{KL}(Q \,\|\, P)$ in general; it is not a distance.
 # - It is infinite as soon as $Q(x_i) = 0$ where $P(x_i) > 0$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def kl_discrete(P, Q):
     """KL(P || Q) = sum_i P_i log(P_i / Q_i) over the last dimension, with 0 log 0 = 0 (eq. 1)."""
     return (torch.xlogy(P, P) - torch.xlogy(P, Q)).sum(-1)
@@ -228,7 +228,7 @@ assert kl_discrete(b, a) > kl_discrete(a, b), "P = Ber(0.5) puts mass where Q = 
 # - **reverse** $\mathrm{KL}(q \,\|\, p) = \mathbb{E}_q[\log q - \log p]$ is large wherever $q > 0$ and $p \approx 0$:
 #   $q$ must stay **inside** $p$, so it picks a mode (mode-seeking). The ELBO uses this direction (section 6).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 z = torch.linspace(-7, 7, 561)
 W_MIX, M_MIX, S_MIX = [0.4, 0.6], [-2.0, 2.0], [0.5, 0.5]
 log_p = tm.mixture_log_prob(z, W_MIX, M_MIX, S_MIX)                   # the bimodal target
@@ -369,7 +369,7 @@ def kl_to_posterior(x, pi, p, sigma):
 # Fix an observation $x$ and move $\pi$: the ELBO stays under $\log p_\theta(x)$ and touches it at
 # $\pi^\star = p_\theta(z=1 \mid x)$; the gap is the KL to the posterior.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 x_obs = 0.8
 pis = torch.linspace(0, 1, N_GRID)
 bound = elbo(x_obs, pis, P_TRUE, SIGMA)
@@ -597,7 +597,7 @@ assert gaps["linear encoder (b)"][2] < 1e-3 < 0.05 < gaps["shared pi (c)"][2], "
 # Move $p$, $\sigma$, the observation $x$ and the variational $\pi$: the ELBO and the KL to the posterior
 # always add up to $\log p_\theta(x)$, and the KL vanishes at $\pi = p_\theta(z=1 \mid x)$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def key_equation(p=0.3, sigma=0.5, pi=0.5, x=0.8, show=True):
     """The key equation for one (p, sigma, pi, x): values in nats, and a bar chart."""
     values = {"log p(x)": log_evidence(torch.tensor(x), p, sigma).item(),
