@@ -521,6 +521,8 @@ with torch.no_grad():
 for k in sets:
     print(f"{k:>16}: median distance to the nearest training code {nearest[k]:5.2f}, "
           f"classifier confidence {confidence[k]:.2f}")
+
+# %% slideshow={"slide_type": "subslide"}
 fig = ae_figures.confidence_bars(confidence, f"How digit-like are decoded codes? (d = {LATENT})")
 assert nearest["matched N(m, S)"] > 1.3 * nearest["test codes E(x)"], "matched draws land far from the codes"
 assert nearest["N(0, I)"] > nearest["test codes E(x)"], "and so do N(0, I) draws"
@@ -652,7 +654,8 @@ explorer
 # - P. Vincent, H. Larochelle, Y. Bengio, P.-A. Manzagol, *Extracting and composing robust features with denoising autoencoders*, ICML 2008.
 # - J. Masci, U. Meier, D. Cireşan, J. Schmidhuber, *Stacked convolutional auto-encoders*, ICANN 2011; X. Guo et al., *Deep clustering with convolutional autoencoders*, ICONIP 2017.
 # - D. E. Rumelhart, G. E. Hinton, R. J. Williams, *Learning representations by back-propagating errors*, Nature 323, 1986.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (quick mode, 4,000 MNIST digits, 8 epochs):
 
 # %%

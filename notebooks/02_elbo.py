@@ -170,6 +170,8 @@ for sigma in (0.2, 0.5, 1.0):
         (1 - P_TRUE) * log_normal(xs, 0.0, sigma).exp() + P_TRUE * log_normal(xs, 1.0, sigma).exp())
     assert torch.allclose(r, by_hand, atol=1e-12)
     assert torch.allclose(r, tm.posterior_z1(xs, P_TRUE, sigma), atol=1e-12)
+
+# %% slideshow={"slide_type": "subslide"}
 fig = elbo_figures.posteriors(xs, curves, P_TRUE, title=f"Exact posterior $p_\\theta(z=1\\mid x)$, p = {P_TRUE}")
 slopes = [(c[0][1:] - c[0][:-1]).max().item() for c in curves.values()]
 assert slopes[0] > slopes[1] > slopes[2], "the smaller sigma, the sharper the posterior"
@@ -611,6 +613,7 @@ def key_equation(p=0.3, sigma=0.5, pi=0.5, x=0.8, show=True):
     return values
 
 
+# %% slideshow={"slide_type": "subslide"}
 v = key_equation(p=0.3, sigma=0.5, pi=0.5, x=0.8)
 assert abs(v["log p(x)"] - (v["ELBO"] + v["KL(q || p(z|x))"])) < 1e-10
 assert abs(v["ELBO"] - (v["E_q log p(x|z)"] - v["KL(q || p(z))"])) < 1e-10
@@ -652,7 +655,8 @@ widget
 # - C. Cremer, X. Li, D. Duvenaud, *Inference Suboptimality in Variational Autoencoders*, ICML 2018 (approximation and amortization gaps).
 # - C. M. Bishop, *Pattern Recognition and Machine Learning*, 2006, section 10.1.2 and Fig. 10.3 (forward vs reverse KL on a bimodal target).
 # - R. M. Neal, G. E. Hinton, *A view of the EM algorithm that justifies incremental, sparse, and other variants*, 1998 (EM as coordinate ascent on the ELBO).
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (asserted above): the forward KL fit is the moment-matching Gaussian, the reverse fit sits on
 # the heavier mode; EM and the amortised encoder land on the maximum-likelihood $\hat p$; a shared $\pi$ drives
 # $p$ towards 0; the printed gaps:

@@ -24,8 +24,6 @@ LESSONS = [p.stem for p in slides.lesson_paths()]
 # Decks with slides that do not fit yet (lessons being rewritten by their authors); measured with
 # `python -m course_lib.browser build/slides/NN_x.slides.html` on the quick-mode run.
 DOES_NOT_FIT: dict[str, str] = {
-    "01_autoencoders": "slides that do not fit: " + '33 (clf = get_classifier(train.name) # the c); 42 (References N. Audebert, RCP211 – Auto-en)',
-    "02_elbo": "slides that do not fit: " + '8 (curves = {} for sigma in (0.2, 0.5, 1.0)); 32 (def key_equation(p=0.3, sigma=0.5, pi=0.); 35 (References D. P. Kingma, M. Welling, Aut)',
     "03_vae": "slides that do not fit: " + '1 (Lesson 3: the reparameterization trick a); 9 (3. Both are unbiased; their variances ar); 10 (S_values = torch.tensor([1, 2, 4, 8, 16,); 19 (8. Reconstructions); 20 (9. Decoder only: generation); 23 (9b. Why are VAE samples blurry?); 26 (fig, axes = plt.subplots(1, 2, figsize=(); 27 (12. Which p(z) to sample from? Prior ver); 31 (14. Try it: one slider per latent dimens); 32 (Summary)',
     "04_beta_vae": "slides that do not fit: " + '1 (Lesson 4: β-VAE, posterior collapse and); 8 (vae_plots.rate_distortion_figure(BETAS,); 13 (model = sweep[4.0] order = torch.argsort); 16 (6. The Gaussian decoder and its variance); 21 (The best γ in closed form); 25 (vae_plots.collapse_figure([h for _, h in); 28 (8. Try it: move β); 30 (Summary)',
     "05_evaluation": "slides that do not fit: " + '15 (torch.manual_seed(4) x_gap = test_bin.im)',
