@@ -247,3 +247,19 @@ def test_site_offline_with_navigation_search_math_alt_text_and_decks(tmp_path_fa
     exercises = sorted((html / "exercises").glob("*.html"))
     assert exercises, "no exercise page"
     assert browser.check_page(chromium, exercises[0])["remote_requests"] == []
+
+
+@NEEDS_BROWSER
+def test_the_browser_check_sees_overflow_remote_requests_and_bad_math(deck_dir, chromium):
+    """The checks above can fail: a deck with a too-tall slide, a remote image and a TeX error."""
+    nb = nbformat.v4.new_notebook()
+    slide = {"slideshow": {"slide_type": "slide"}}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Fine\n$a^2 + b^2$", metadata=slide),
+                nbformat.v4.new_markdown_cell("## Too tall\n" + "\n\n".join(f"line {i}" for i in range(40)), metadata=slide),
+                nbformat.v4.new_markdown_cell('## Remote\n<img src="https://example.com/x.png" alt="x">', metadata=slide),
+                nbformat.v4.new_markdown_cell(r"## Bad math: $\frac{1}{$", metadata=slide)]
+    report = browser.check_deck(chromium, slides.write_deck(nb, deck_dir / "bad.slides.html", "bad"))
+    assert [s["title"] for s in report["failed_slides"]] == ["Too tall"]
+    assert report["failed_slides"][0]["overflow_px"] > 300
+    assert any(u.startswith("https://example.com/") for u in report["remote_requests"])
+    assert report["math"]["rendered"] >= 1 and (report["math"]["errors"] or report["math"]["raw"])
