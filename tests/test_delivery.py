@@ -10,6 +10,7 @@ every browser test (the site's too) to those lessons.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -263,3 +264,58 @@ def test_the_browser_check_sees_overflow_remote_requests_and_bad_math(deck_dir, 
     assert report["failed_slides"][0]["overflow_px"] > 300
     assert any(u.startswith("https://example.com/") for u in report["remote_requests"])
     assert report["math"]["rendered"] >= 1 and (report["math"]["errors"] or report["math"]["raw"])
+
+
+@NEEDS_BROWSER
+def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
+    """Live RISE (jupyterlab-rise's /rise/ page of lesson 2): notebooks/rise.css loaded, 22 px body text,
+    the white theme (no Google fonts), math rendered, no request leaving the machine."""
+    import secrets
+    import signal
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(8)
+    root = Path(slides.repo_root())
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
+         "--ServerApp.allow_root=True"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime")))
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "JupyterLab did not start"
+                time.sleep(0.5)
+        chromium.open(f"http://127.0.0.1:{port}/rise/notebooks/02_elbo.ipynb?token={token}", settle=1)
+        state = "null"
+        for _ in range(60):  # the slideshow is drawn after the notebook's model has loaded
+            state = chromium.evaluate("""(() => { const p = document.querySelector('.reveal .jp-RenderedHTMLCommon li');
+              return p ? JSON.stringify({size: parseFloat(getComputedStyle(p).fontSize),
+                css: Array.from(document.querySelectorAll('link[rel=stylesheet]')).some(l => l.href.endsWith('/notebooks/rise.css')),
+                math: document.querySelectorAll('.reveal mjx-container').length}) : 'null'; })()""")
+            if state != "null" and json.loads(state)["math"] > 0:
+                break
+            time.sleep(1)
+        state = json.loads(state)
+        assert state and state["css"], "RISE did not load notebooks/rise.css"
+        assert state["size"] >= 20, f"body text is {state['size']} px on the slides"
+        assert state["math"] > 0
+        remote = [u for u in chromium.requests if not u.startswith(browser.LOCAL_SCHEMES + (f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"))]
+        assert remote == [], remote[:3]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
