@@ -10,8 +10,8 @@ JupyterLab", figures drawn with ``static/slides.matplotlibrc``) and written as
 ``build/slides/NN_name.slides.html`` with reveal.js 5 and MathJax 3 from ``course_lib/static``
 (copied to ``build/slides/_static``): the decks need no network.
 
-Executed notebooks are cached in ``build/executed/`` keyed by the notebook's bytes, the mode
-and the library's sources, so that the slides, the site and the browser tests run a lesson
+Executed notebooks are cached in ``build/executed/`` keyed by the notebook's code cells, the mode
+and the library's sources (an edit of the Markdown or of the slide structure re-uses the outputs), so that the slides, the site and the browser tests run a lesson
 once.
 """
 from __future__ import annotations
@@ -161,16 +161,31 @@ def _library_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def _code_key(nb: nbformat.NotebookNode) -> bytes:
+    """What execution depends on in a notebook: its code cells' sources and tags (not Markdown, not slide types)."""
+    import json
+
+    return json.dumps([[c.source, sorted(c.metadata.get("tags", []))] for c in nb.cells if c.cell_type == "code"]).encode()
+
+
 def executed(path: str | Path, quick: bool = True, cache: str | Path | None = None, log=print,
              **limits) -> Execution:
-    """:func:`execute_notebook`, cached in ``cache`` (default ``build/executed``) by content and mode."""
+    """:func:`execute_notebook`, cached in ``cache`` (default ``build/executed``) by code and mode.
+
+    The key is the code cells (sources and tags), the library's sources and the mode: an edit of
+    the Markdown or of the slide structure re-uses the outputs (put into the current notebook).
+    """
     path = Path(path)
     cache = Path(cache) if cache is not None else repo_root() / "build" / "executed"
-    key = hashlib.sha256(path.read_bytes() + _library_hash().encode() + (b"q" if quick else b"f")).hexdigest()[:16]
+    current = nbformat.read(str(path), as_version=4)
+    key = hashlib.sha256(_code_key(current) + _library_hash().encode() + (b"q" if quick else b"f")).hexdigest()[:16]
     target = cache / f"{path.stem}.{'quick' if quick else 'full'}.{key}.ipynb"
     if target.exists():
-        nb = nbformat.read(str(target), as_version=4)
-        return Execution(nb, 0.0, list(nb.metadata.get("course_execution", {}).get("errors", [])))
+        done = nbformat.read(str(target), as_version=4)
+        ran = [c for c in done.cells if c.cell_type == "code"]
+        for cell, old in zip([c for c in current.cells if c.cell_type == "code"], ran):
+            cell.outputs, cell.execution_count = old.outputs, old.execution_count
+        return Execution(current, 0.0, list(done.metadata.get("course_execution", {}).get("errors", [])))
     log(f"{path.name}: running in {'quick' if quick else 'full'} mode ...")
     run = execute_notebook(path, quick=quick, **limits)
     log(f"{path.name}: ran in {run.seconds:.0f} s" + (f"; {len(run.errors)} cell(s) raised" if run.errors else ""))

@@ -319,3 +319,22 @@ def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_executions_are_cached_by_code_and_reused_after_a_slide_edit(tmp_path):
+    path = _notebook(tmp_path, "import random\nprint(random.random())")
+    cache = tmp_path / "cache"
+    first = slides.executed(path, cache=cache, log=lambda *a: None)
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# New title", metadata={"slideshow": {"slide_type": "slide"}}))
+    nb.cells[1].metadata["slideshow"] = {"slide_type": "subslide"}
+    nbformat.write(nb, str(path))
+    again = slides.executed(path, cache=cache, log=lambda *a: None)  # no kernel: same printed number
+    assert again.nb.cells[0].source == "# New title"
+    assert again.nb.cells[1].metadata["slideshow"]["slide_type"] == "subslide"
+    assert again.nb.cells[1].outputs[0].text == first.nb.cells[0].outputs[0].text
+    nb.cells[1].source += "\nprint('changed')"
+    nbformat.write(nb, str(path))
+    third = slides.executed(path, cache=cache, log=lambda *a: None)
+    assert third.nb.cells[1].outputs[-1].text.endswith("changed\n")
+    assert len(list(cache.glob("*.ipynb"))) == 1
