@@ -271,6 +271,7 @@ def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
     """Live RISE (jupyterlab-rise's /rise/ page of lesson 2): notebooks/rise.css loaded, 22 px body text,
     the white theme (no Google fonts), math rendered, no request leaving the machine."""
     import secrets
+    import shutil
     import signal
     import socket
     import subprocess
@@ -280,7 +281,10 @@ def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = secrets.token_hex(8)
-    root = Path(slides.repo_root())
+    root = tmp_path / "course"  # a copy: JupyterLab may save what it opens
+    (root / "notebooks").mkdir(parents=True)
+    for name in ("02_elbo.ipynb", "rise.css"):
+        shutil.copy(Path(slides.repo_root()) / "notebooks" / name, root / "notebooks" / name)
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
@@ -303,8 +307,8 @@ def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
               return p ? JSON.stringify({size: parseFloat(getComputedStyle(p).fontSize),
                 css: Array.from(document.querySelectorAll('link[rel=stylesheet]')).some(l => l.href.endsWith('/notebooks/rise.css')),
                 math: document.querySelectorAll('.reveal mjx-container').length}) : 'null'; })()""")
-            if state != "null" and json.loads(state)["math"] > 0:
-                break
+            if state != "null" and (lambda s: s["css"] and s["size"] >= 20 and s["math"] > 0)(json.loads(state)):
+                break  # else wait: RISE adds rise.css and MathJax typesets after the first paint
             time.sleep(1)
         state = json.loads(state)
         assert state and state["css"], "RISE did not load notebooks/rise.css"
