@@ -46,7 +46,8 @@ def test_build_notebook_metadata_ids_and_grade_roundtrip():
     assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
     assert [c.id for c in nb.cells] == [f"cell-{i:04d}" for i in range(len(nb.cells))]
     grades = [c.metadata["grade"] for c in nb.cells if "grade" in c.metadata]
-    assert grades == [{"exercise": "add", "points": 2}, {"exercise": "square", "points": 3}]
+    assert grades == [{"exercise": "add", "points": 2}, {"exercise": "square", "points": 3},
+                      {"exercise": "double", "points": 1}]
     assert nb.cells[1].metadata["slideshow"] == {"slide_type": "skip"}
     assert notebooks.notebook_text(nb) == notebooks.notebook_text(build_notebook(FIXTURE))
 
