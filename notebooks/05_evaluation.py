@@ -315,6 +315,8 @@ assert (approx > -3 * gaps["elbo_q_star_sem"]).all(), "no Gaussian beats log p(x
 assert amort.mean() > 0.5 and approx.mean() > 0.5, "both gaps are real, not noise"
 if QUICK:
     assert amort.mean() > approx.mean(), "here the encoder, not the Gaussian family, loses more"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = eval_plots.gaps_figure(gaps)
 plt.show()
 
