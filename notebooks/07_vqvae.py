@@ -330,15 +330,17 @@ assert ppl > K / 4, "the lesson's model (with the remedies of section 9) uses it
 # %%
 sizes = [1, 2, 4, 16, 64, 250, 1000]
 by_size = [torch.stack([perplexity(b, K) for b in indices.split(s)]).mean().item() for s in sizes]
+print(", ".join(f"B = {s}: {v:.1f}" for s, v in zip(sizes, by_size)))
+assert all(a < b for a, b in zip(by_size, by_size[1:])), "larger batches see more codes"
+assert by_size[0] < 0.75 * by_size[-1], "a single image under-estimates the codebook's usage"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = plt.subplots(figsize=(6.5, 4))
 ax.semilogx(sizes, by_size, "o-", color=C["blue"], label="mean perplexity of batches")
 ax.axhline(K, color=C["black"], ls="--", label=f"K = {K}")
 ax.set(title="Perplexity depends on the batch size", xlabel="images per batch B", ylabel="perplexity")
 ax.legend(fontsize=12)
 plt.show()
-print(", ".join(f"B = {s}: {v:.1f}" for s, v in zip(sizes, by_size)))
-assert all(a < b for a, b in zip(by_size, by_size[1:])), "larger batches see more codes"
-assert by_size[0] < 0.75 * by_size[-1], "a single image under-estimates the codebook's usage"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Compare perplexities only at the same batch size, or compute them over a fixed evaluation set as above.
@@ -469,13 +471,15 @@ with torch.no_grad():
     fid_samples, fid_recons = fid(test.images, samples, clf), fid(test.images, recons, clf)
     sure = {name: (clf.probs(x).max(-1).values > 0.9).float().mean().item() for name, x in
             [("test digits", test.images), ("independent codes", samples)]}
-show_images(samples[:40], nrow=10, title="49 independent codes drawn from their marginal frequencies")
-plt.gcf().set_size_inches(12, 4.5)
-plt.show()
 print(f"FID-digits to the test set (lesson 5): reconstructions {fid_recons:.0f}, independent codes {fid_samples:.0f}; "
       f"classified with probability > 0.9: {sure['test digits']:.0%} of test digits, {sure['independent codes']:.0%} of samples")
 assert fid_samples > 10 * fid_recons, "independent codes are far from the digits"
 assert sure["independent codes"] < sure["test digits"] - 0.3, "the classifier does not recognise them as digits"
+
+# %% slideshow={"slide_type": "subslide"}
+show_images(samples[:40], nrow=10, title="49 independent codes drawn from their marginal frequencies")
+plt.gcf().set_size_inches(12, 4.5)
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Each code is a plausible stroke fragment, but the fragments do not agree with their neighbours: no digit. The
@@ -528,6 +532,9 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 # 3. Without commitment the encoder's outputs grow and drift away from the codes (in quick mode: scale x7, distance x40), codes keep switching, reconstructions degrade.
 # 4. Watch the codebook: usage histogram, perplexity (at a fixed evaluation set: it grows with the batch size), dead codes; EMA updates and restarts keep it alive.
 # 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs about as well as a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## References, and what we got
 #
 # **References**
 # - A. van den Oord, O. Vinyals, K. Kavukcuoglu, *Neural Discrete Representation Learning*, NeurIPS 2017 (eq. 3 the loss; appendix A.1 the EMA updates).
