@@ -184,10 +184,15 @@ labels = torch.arange(10, device=device)
 with torch.no_grad():
     grid = torch.cat([cvae.generate(z_i.expand(10, -1), labels) for z_i in z_fixed])
     recognised = classifier.probs(grid).argmax(1) == labels.repeat(6)
-show_images(grid, nrow=10, title="Each row: one z, the ten labels y = 0..9")
-plt.show()
 print(f"the course classifier recognises the requested digit in {recognised.float().mean():.0%} of the grid")
 assert recognised.float().mean() >= 0.85
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The grid: the same $z$ along a row, the label $y$ changes along it.
+
+# %%
+show_images(grid, nrow=10, title="Each row: one z, the ten labels y = 0..9")
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Read a row aloud: the same pen across ten digits: the thickness and the slant stay, the digit changes. That is
@@ -206,6 +211,11 @@ for ax, c in zip(axes, (2, 7)):
     decode_grid(lambda zz, c=c: cvae.generate(zz, torch.full((len(zz),), c, device=device)), values=quantiles,
                 device=device, ax=ax, title=f"y = {c}, z on a 9 x 9 grid")
 plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# Check: with $y = 7$ fixed, do all 81 codes of the grid give a 7, and do the 81 images differ (many styles)?
+
+# %%
 with torch.no_grad():
     zz = torch.cartesian_prod(quantiles, quantiles).to(device)
     styles = cvae.generate(zz, torch.full((len(zz),), 7, device=device))
@@ -229,12 +239,19 @@ with torch.no_grad():
     codes_c = cvae.encode(test_bin.images, test_bin.labels).mean.cpu()
     codes_v = vae.encode(test_bin.images).mean.cpu()
 share_c, share_v = class_share(codes_c, test.labels.cpu()), class_share(codes_v, test.labels.cpu())
+print(f"share of the variance of z explained by the class: CVAE {share_c:.0%}, VAE {share_v:.0%}")
+assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the CVAE's"
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The codes of the 1,000 test digits coloured by their class: one cluster per digit for the VAE, overlapping classes
+# for the CVAE.
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
 latent_scatter(codes_c, test.labels, ax=axes[0], s=8, title=f"CVAE codes: the class explains {share_c:.0%}")
 latent_scatter(codes_v, test.labels, ax=axes[1], s=8, title=f"VAE codes: the class explains {share_v:.0%}")
 fig.tight_layout()
 plt.show()
-assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the CVAE's"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # This is the quantitative version of the grid: once y is an input, the KL term makes it wasteful to copy the class
@@ -251,7 +268,7 @@ assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the 
 # asks for "partly $a$, partly $b$" (use 4 of the slides). The model never saw such labels: what comes out is an
 # extrapolation, a hybrid or two digits on top of each other. At $t = 0$ and $t = 1$ it is exactly the hard label.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 ts = torch.linspace(0, 1, 9)
 pairs = [(4, 9), (1, 7), (3, 8)]
 with torch.no_grad():
@@ -313,9 +330,7 @@ with torch.no_grad():
     entropy = -(torch.xlogy(blur, blur) + torch.xlogy(1 - blur, 1 - blur)).sum((1, 2, 3))
     pick6 = entropy.argsort(descending=True)[:6]
     draws = torch.stack([half_cvae.sample(5, upper_te[i].expand(5, -1, -1, -1)) for i in pick6])
-fig, ax = plt.subplots(figsize=(9, 8))
-completion_grid(upper_te[pick6], lower_te[pick6], blur[pick6], draws, ax=ax,
-                title="truth | deterministic | 5 CVAE completions")
+completion_grid(upper_te[pick6], lower_te[pick6], blur[pick6], draws, title="truth | deterministic | 5 CVAE completions")
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -415,9 +430,6 @@ with torch.no_grad():
 print(score_table({**table, "real": [real_row]}), f"\n(mean ± std over {len(SEEDS)} seeds)")
 print(f"CVAE: requested digit recognised {acc.mean():.1%} of the time (per seed: "
       f"{', '.join(f'{a:.1%}' for a in acc.mean(1))})")
-fig, ax = plt.subplots(figsize=(10, 4.2))
-accuracy_bars(acc, ax=ax, title="Does the CVAE respect the condition? Classifier accuracy per requested class")
-plt.show()
 fid_c, is_c, conf_c = torch.tensor(table["CVAE"]).T   # one value per seed
 fid_v, is_v, conf_v = torch.tensor(table["VAE"]).T
 assert acc.mean() >= 0.9, "quick-mode target: the requested digit is recognised at least 90 % of the time"
@@ -433,6 +445,11 @@ assert conf_c.min() > conf_v.max(), "the classifier is more confident on the CVA
 # outputs the same perfect 7 whenever asked for a 7: accuracy? IS? FID?" Accuracy 100 %, IS high, but a bad FID
 # (no diversity within a class): the exercises measure the FID per class.
 
+# %% slideshow={"slide_type": "subslide"}
+fig, ax = plt.subplots(figsize=(10, 4.2))
+accuracy_bars(acc, ax=ax, title="Does the CVAE respect the condition? Classifier accuracy per requested class")
+plt.show()
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
@@ -441,7 +458,8 @@ assert conf_c.min() > conf_v.max(), "the classifier is more confident on the CVA
 # 3. Given $y$, $z$ keeps only the style: fix $z$ and vary $y$ for the same handwriting; soft labels mix classes.
 # 4. For prediction it draws several sharp completions where a deterministic network blurs them, and it has the better conditional likelihood.
 # 5. Evaluate with FID, IS and the classifier's accuracy on the requested class, over several seeds.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **References**
 # - K. Sohn, H. Lee, X. Yan, *Learning Structured Output Representation using Deep Conditional Generative Models*,
 #   NeurIPS 2015 (the CVAE; Table 1: conditional log-likelihood of completed MNIST quadrants, CVAE vs baseline network).
