@@ -11,7 +11,8 @@
 # - the difference between a **sample** $x \sim p_\theta(x \mid z)$ and the decoder's **mean**, and why VAE images are blurry.
 #
 # **You need** lesson 1 (autoencoders) and lesson 2 (the ELBO).
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** quick mode (a CPU without CUDA, or `COURSE_QUICK=1`: 4,000 real 28x28 MNIST training digits, small
 # models): about 20 s of CPU. Full mode (a GPU: all of MNIST, 60,000 digits): not measured; a few minutes of training the
 # first time, seconds afterwards (the weights are checkpointed).
@@ -195,7 +196,7 @@ assert torch.allclose(grad_mu, exact["mu"]) and torch.allclose(grad_sigma, exact
 # Ask: "how many samples would the score function need to match one pathwise sample there?" Expected: the ratio
 # of variances, printed below (hundreds of thousands); averaging S draws only divides the variance by S.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 sigmas = torch.logspace(-1.5, 0.5, 9)
 rows = []
 for s in sigmas:
@@ -235,6 +236,7 @@ se_score = torch.stack([stderr_of_average(sf_mu, int(S)) for S in S_values])
 se_path = torch.stack([stderr_of_average(pw_mu, int(S)) for S in S_values])
 assert torch.allclose(se_path, (4 * s_fixed**2 / S_values).sqrt(), rtol=0.2), "std of an S-sample average = sd / sqrt(S)"
 
+# %% slideshow={"slide_type": "subslide"}
 vae_plots.estimator_variance_figure(sigmas, var_score, theory_score, var_path, theory_path, S_values, se_score,
                                     se_path, mu0, s_fixed)
 plt.show()
@@ -422,12 +424,14 @@ with torch.no_grad():
 show_images(torch.cat([test.images[:10], x_test, x_hat]), nrow=10,
             title="Test images (top), binarized input (middle), VAE reconstruction (bottom)")
 plt.show()
+assert x_hat.shape == x_test.shape and 0 <= x_hat.min() and x_hat.max() <= 1
+
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():   # -log p(x | z = mu(x)) against the best image-independent model: the mean pixel probabilities
     nll_vae = bernoulli_nll(vae.decode(vae.encode(x_test).mean).base_dist.logits, x_test).mean()
     p_mean = train_bin.images.mean(0, keepdim=True).clamp(1e-3, 1 - 1e-3).expand_as(x_test)
     nll_mean = bernoulli_nll(torch.logit(p_mean), x_test).mean()
 print(f"-log p(x|z=mu): VAE {nll_vae:.2f} vs mean image {nll_mean:.2f} nats per image")
-assert x_hat.shape == x_test.shape and 0 <= x_hat.min() and x_hat.max() <= 1
 assert nll_vae < 0.7 * nll_mean, "reconstructions should explain x much better than the mean image"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -439,8 +443,10 @@ assert nll_vae < 0.7 * nll_mean, "reconstructions should explain x much better t
 #
 # The decoder gives a **distribution** $p_\theta(x \mid z) = \prod_i \mathrm{Bernoulli}(x_i; p_i(z))$. A true sample of the
 # model is $z \sim p(z)$ then $x \sim p_\theta(x \mid z)$: a binary image. Most papers instead show the **mean**
-# $\mathbb{E}[x \mid z] = p(z)$, the pixel probabilities. Below, the same 10 draws of $z$: the means (top row) and two
-# Bernoulli draws of $x$ for each (rows 2 and 3).
+# $\mathbb{E}[x \mid z] = p(z)$, the pixel probabilities.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The same 10 draws of $z$: the means (top row) and two Bernoulli draws of $x$ for each (rows 2 and 3).
 
 # %%
 with torch.no_grad():
@@ -496,7 +502,10 @@ assert tv_draw.mean() > tv_data.mean(), "the model's samples are noisier than bi
 # With a decoder whose pixels are independent given $z$, "broader" takes a visible form. A code $z$ between the
 # codes of several training digits must explain all of them; the best independent-pixel distribution is their
 # pixel-wise average. Its **mean** is a superposition (grey, blurred strokes) and its **samples** are that average
-# with independent noise (speckle). One number measures both: the entropy of the decoder's distribution,
+# with independent noise (speckle).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# One number measures both: the entropy of the decoder's distribution,
 # $\mathcal{H}[p_\theta(x \mid z)] = \sum_i \mathcal{H}(p_i)$, 0 for a decoder sure of every pixel and up to $\log 2$ nats for each
 # undecided (grey) pixel: the nats of coin flips a sample adds to its mean. Prior draws fall between training codes
 # more often than the posterior means $\mu_\phi(x)$ of real images do, so they decode blurrier than reconstructions:
@@ -582,7 +591,7 @@ decode_grid(vae2.generate, values=quantiles, device=device, ax=axes[1],
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 h_rec2 = decoder_entropy(vae2.reconstruct(test_bin.images[:400]))
 print(f"entropy of the reconstructions (blur), nats per image: d = 2: {h_rec2.mean():.1f}, d = {LATENT}: {h_rec.mean():.1f}")
 assert codes2.shape == (len(test), 2) and torch.isfinite(codes2).all()
@@ -614,6 +623,7 @@ def sample_aggregated_posterior(model, images, n, generator=None):
     return mu_all[i] + torch.exp(0.5 * logvar_all[i]) * eps
 
 
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     z_agg2 = sample_aggregated_posterior(vae2, train_bin.images, 20_000, generator).cpu()
 vae_plots.aggregated_posterior_figure(z_agg2)
@@ -707,13 +717,18 @@ assert acc_codes > acc_codes2, "more latent dimensions, more information"
 # %%
 with torch.no_grad():
     base = vae.encode(test_bin.images[:1]).mean[0]
+latent_sliders(vae.generate, LATENT, device=device, base=base)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The check of `decode_point`: the base point decodes to the reconstruction, and moving $z_1$ changes the image.
+
+# %%
 image0 = decode_point(vae.generate, base.tolist(), device=device)
 assert torch.allclose(image0, vae.reconstruct(test_bin.images[:1])[0].cpu(), atol=1e-5), "the base point is the reconstruction"
 moved = base.clone()
 moved[0] += 2.0
 image1 = decode_point(vae.generate, moved.tolist(), device=device)
 assert image1.shape == train.shape and (image1 - image0).abs().max() > 1e-3, "moving z_1 changes the image"
-latent_sliders(vae.generate, LATENT, device=device, base=base)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
@@ -723,7 +738,8 @@ latent_sliders(vae.generate, LATENT, device=device, base=base)
 # 3. $\mathrm{KL}(\mathcal{N}(\mu, \operatorname{diag}\sigma^2)\,\|\,\mathcal{N}(0, I)) = \frac12\sum_j(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2)$, matched by Monte Carlo.
 # 4. The Gaussian VAE minimises (4): reconstruction + KL in nats per example; it reconstructs, generates from $\mathcal{N}(0, I)$, interpolates, and its codes classify digits without labels.
 # 5. Figures show decoder means; true samples add independent pixel noise. Both are blurry or noisy because maximum likelihood spreads a too-simple model over the data (Kingma & Welling 2019, 2.8.2). Codes from the aggregated posterior decode sharper than prior draws.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **References**
 # - D. P. Kingma, M. Welling, *Auto-Encoding Variational Bayes*, ICLR 2014 (section 2.4 the reparameterization trick; appendix B the Gaussian KL; Fig. 4 the 2-D manifold).
 # - D. J. Rezende, S. Mohamed, D. Wierstra, *Stochastic Backpropagation and Approximate Inference in Deep Generative Models*, ICML 2014.
@@ -732,7 +748,8 @@ latent_sliders(vae.generate, LATENT, device=device, base=base)
 # - S. Mohamed, M. Rosca, M. Figurnov, A. Mnih, *Monte Carlo Gradient Estimation in Machine Learning*, JMLR 2020 (a survey of both estimators).
 # - D. P. Kingma, M. Welling, *An Introduction to Variational Autoencoders*, Foundations and Trends in ML, 2019 (Fig. 2.3 the reparameterization graph; section 2.8.2 blurriness).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels*, CNAM, 2021 ("Optimisation des VAE", "Échantillonnage lors de l'inférence"); B. Banerjee, *VAE continued* (encoder-only and decoder-only use).
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (printed above; quick mode: 4,000 MNIST digits, d = 16, 30 epochs, dynamic binarization): test
 # negative ELBO from 550 nats per image untrained to about 117 (distortion ~94 + rate ~22; Kingma & Welling 2014
 # reach about 100 with all of MNIST); true samples have twice the total variation of the decoder means; prior draws
