@@ -44,6 +44,7 @@ from course_lib.plots import PALETTE, show_images
 from course_lib.runtime import describe, get_device, pick, seed_everything
 from course_lib import srvae_figures as figs
 from course_lib.train import evaluate_terms, fit
+from course_lib.widgets import sliders
 
 generator = seed_everything(0)
 device = get_device()
@@ -106,7 +107,7 @@ assert torch.allclose(losses.gaussian_nll(x_hat, x, log_gamma), reference, rtol=
 # $4 \times 4$ block of pixels: a 28x28 digit becomes a 7x7 one ($k_y = 49$ values instead of $k_x = 784$).
 # The model generates $y$ first, from a latent $u$, then $x$ from $y$ and a second latent $z$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 y = downscale(test.images[:8], FACTOR)              # F.avg_pool2d(x, 4)
 assert y.shape == (8, 1, 7, 7)
 assert torch.allclose(y, test.images[:8].reshape(8, 1, 7, 4, 7, 4).mean(dim=(3, 5))), "block averages"
@@ -159,17 +160,17 @@ plt.show()
 # Put eq. 7 and 9 in $\log p(x) \ge \mathbb{E}_q[\log p(x, w) - \log q(w \mid x)]$ and group the terms that
 # share a density (eq. 10-14):
 #
-# $$\mathrm{ELBO} = \underbrace{\mathbb{E}_{q(z \mid x)}\log p(x \mid y, z)}_{\text{detail}}
-#  + \underbrace{\mathbb{E}_{q(u \mid y)}\log p(y \mid u)}_{\text{low resolution}}
-#  - \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big)
-#  - \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big) \tag{15}$$
+# $$\begin{aligned}\mathrm{ELBO} = {}& \underbrace{\mathbb{E}_{q(z \mid x)}\log p(x \mid y, z)}_{\text{detail}}
+#  + \underbrace{\mathbb{E}_{q(u \mid y)}\log p(y \mid u)}_{\text{low resolution}} \\
+#  & - \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big)
+#  - \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \tag{15}$$
 #
 # Two Gaussian decoders (eq. 16), each with its own **learned** deviation:
 # $p(x \mid y, z) = \mathcal{N}(\hat x(y, z), \gamma_1^2 I)$ and $p(y \mid u) = \mathcal{N}(\hat y(u), \gamma_2^2 I)$; so (eq. 17-19)
 #
-# $$-\mathrm{ELBO} = k_x\log\gamma_1 + \mathbb{E}\frac{\|x - \hat x\|^2}{2\gamma_1^2}
-#  + k_y\log\gamma_2 + \mathbb{E}\frac{\|y - \hat y\|^2}{2\gamma_2^2}
-#  + \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big) + \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big) \tag{19}$$
+# $$\begin{aligned}-\mathrm{ELBO} = {}& k_x\log\gamma_1 + \mathbb{E}\frac{\|x - \hat x\|^2}{2\gamma_1^2}
+#  + k_y\log\gamma_2 + \mathbb{E}\frac{\|y - \hat y\|^2}{2\gamma_2^2} \\
+#  & + \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big) + \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \tag{19}$$
 #
 # (the seed writes one $k$ for both decoders: it is $k_x = 784$ for $x$ and $k_y = 49$ for $y$.)
 
@@ -228,7 +229,7 @@ print({k: round(float(v), 2) for k, v in terms.items()})
 # The seed's $\frac{k}{2\gamma}$ drops a $\gamma$: it is right only at $\gamma = 1$, and with $\gamma \approx 0.1$
 # (what we learn) it weighs the squared error 10 times too little.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     x_hat = model.decode_x(y, torch.randn(8, Z_DIM)).mean
 mse = ((test.images[:8] - x_hat) ** 2).flatten(1).mean(1)             # eq. 20 with the square
@@ -280,7 +281,7 @@ assert abs(prior.log_prob(grid).exp().sum().item() * 0.05 ** 2 - 1) < 1e-3, "a d
 # $\log p(x, y)$. Training with it is safe; but the gap is lost tightness, and the optimiser will try to
 # shrink the gap too. How big is it? In 1-D, two components at $\pm 3$, $q = \mathcal{N}(m, 0.5^2)$:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 w, means, scales = [0.5, 0.5], [-3.0, 3.0], [1.0, 1.0]
 two = MixtureOfGaussians(torch.tensor(w).log(), torch.tensor(means)[:, None], torch.tensor(scales)[:, None])
 ms = torch.linspace(-6, 6, 61)
@@ -292,7 +293,7 @@ plt.show()
 assert (bound >= exact - 1e-4).all(), "the convexity bound is above the KL"
 print(f"at m = 3 (on a component): KL = {exact[45]:.2f} nats, bound = {bound[45]:.2f} nats")
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # On a component the KL is about $\mathrm{KL}(q\,\|\,p_{\text{near}}) + \log 2$ (the mixture gives that mode half its
 # mass: 1.0 nat), but the bound adds half of $\mathrm{KL}(q\,\|\,p_{\text{far}}) \approx 18$ nats, a penalty for being far
 # from the *other* component. The bound is tight only where the components overlap: training with it
@@ -406,7 +407,7 @@ assert agree < 0.25, f"the detail stage should respect its low-resolution image:
 # $z \sim p(z \mid y, u)$, $\hat x(y, z)$. Several $z$ give several $x$ for one $y$: the conditional is not
 # deterministic. Rows: the truth, $y$, the bilinear upsampling of $y$, then three super-resolutions.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 x_true, y_low = test.images[:10], downscale(test.images[:10], FACTOR)
 sr = model.super_resolve(y_low, n=3)                                 # (3, 10, 1, 28, 28)
 up = F.interpolate(y_low, size=(28, 28), mode="bilinear", align_corners=False)
@@ -466,7 +467,7 @@ fids = {k: fid(test, v.clamp(0, 1), classifier) for k, v in samples.items()}
 fids["real train digits"] = fid(test, train.images[:N_FID], classifier)
 print(" | ".join(f"{k}: {v:.1f}" for k, v in fids.items()))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 show_rows_input = {k: v[:12] for k, v in samples.items()}
 figs.show_rows(show_rows_input, title="Prior samples (decoder means), FID-digits: " + ", ".join(
     f"{k} {fids[k]:.0f}" for k in samples))
@@ -493,17 +494,20 @@ def decode_component(model, k, n=10, seed=0):
     return model.generate(model.prior.component(k).sample((n,)))[1]
 
 
-fig, axes = plt.subplots(1, 2, figsize=(14, 7.5))
-decoded, row_weights = {}, {}
-for ax, name in zip(axes, ("mc", "bound")):
+decoded, row_weights, orders = {}, {}, {}
+for name in ("mc", "bound"):
     weights = models[name].prior.weights.detach()
-    order = weights.argsort(descending=True).tolist()
-    decoded[name] = torch.stack([decode_component(models[name], k, n=7) for k in order])   # same noise for every k
-    row_weights[name] = weights[order]
-    figs.show_components(list(decoded[name]), weights[order], order, title=f"trained with kl_u = '{name}'", ax=ax)
+    orders[name] = weights.argsort(descending=True).tolist()
+    decoded[name] = torch.stack([decode_component(models[name], k, n=7) for k in orders[name]])   # same noise for every k
+    row_weights[name] = weights[orders[name]]
+
+# %% slideshow={"slide_type": "subslide"}
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+for ax, name in zip(axes, decoded):
+    figs.show_components(list(decoded[name]), row_weights[name], orders[name], title=f"trained with kl_u = '{name}'", ax=ax)
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Same noise in every row: rows that look alike are components that sit on top of each other. The
 # weighted spread of the rows (mean pixel distance of each row from the weighted mean row) measures it.
 
@@ -546,17 +550,12 @@ assert sep["bound"] < sep["mc"], "training with the bound pulls the components t
 # at $T = 0$ the component's mean, larger $T$ wanders within (and out of) the component.
 
 # %%
-from course_lib.widgets import sliders
-
-
 def render(component=0.0, temperature=1.0):
-    k = int(component)
-    comp = model.prior.component(k)
+    k, comp = int(component), model.prior.component(int(component))
     torch.manual_seed(0)
-    u = comp.mean + temperature * comp.stddev * torch.randn(8, U_DIM)
-    y_k, x_k = model.generate(u)
-    figs.show_low_high_pairs(y_k, x_k, title=f"component {k} (w = {model.prior.weights[k]:.2f}), T = {temperature:.1f}",
-                             width=10)
+    u = comp.mean + temperature * comp.stddev * torch.randn(8, U_DIM)      # u = mu_k + T sigma_k eps
+    figs.show_low_high_pairs(*model.generate(u), width=8,                # y ~ p(y|u) above, x below
+                             title=f"component {k} (w = {model.prior.weights[k]:.2f}), T = {temperature:.1f}")
     plt.show()
 
 
@@ -575,7 +574,8 @@ sliders(render, component=(0, N_COMPONENTS - 1, 1, 0), temperature=(0.0, 3.0, 0.
 # 3. Errata: the MSE has a square (eq. 20) and eq. 21 reads $k\log\gamma + \frac{k}{2\gamma^2}\mathrm{MSE}$, checked against the Gaussian density.
 # 4. A mixture prior has no closed-form KL; the convexity bound $\sum_k w_k \mathrm{KL}(q\,\|\,p_k)$ keeps a valid ELBO but is loose for separated components and pulls them together; a Monte Carlo KL does not.
 # 5. Super-resolution from 7x7 copies of test digits is recognised far more often than bilinear upsampling, and the two-stage model beats a one-stage VAE in FID at the same budget.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **References**
 # - E. Bardet, *SRVAE math*, 2025 (seed 003: eq. 1-4, the two-stage ELBO eq. 5-21, the mixture prior eq. 22 and its bound).
 # - I. Gatopoulos, M. Stol, J. M. Tomczak, *Super-resolution Variational Auto-Encoders*, 2020 (arXiv:2006.05218): the two-stage model with a deterministic downscaled $y$; they work on colour images (CIFAR-10, ImageNet32) with deep convolutional networks and report bits per dimension, not comparable with our MLPs on digits.
