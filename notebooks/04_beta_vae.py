@@ -8,7 +8,13 @@
 # - *posterior collapse* with a powerful decoder, and two remedies: *free bits* and KL warm-up;
 # - the Gaussian decoder with a learned standard deviation $\gamma$ (seed 003, eq. 3-4): a fixed $\gamma$ is a
 #   β-VAE in disguise ($\beta = 2\gamma^2$), and the best $\gamma$ has a closed form, $\gamma^{\star 2} = \mathrm{MSE}$.
-#
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Set the scene: lesson 3 trained one VAE with the loss recon + KL. Today we turn the weight of the KL into a
+# knob. Ask: "what would you expect if we dropped the KL term entirely?" Expected: an autoencoder; perfect-ish
+# reconstructions, but codes anywhere, so decoding samples of N(0, I) gives garbage (lesson 1).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **You need** lesson 2 (the ELBO) and lesson 3 (the VAE: encoder, decoder, reparameterization, `course_lib.models.VAE`).
 #
 # **Run time** quick mode (a CPU without CUDA, or `COURSE_QUICK=1`: 4,000 real 28x28 MNIST training digits, small
@@ -21,11 +27,6 @@
 # nats are not comparable with the Bernoulli ones.
 #
 # **Units** every loss term is in **nats per example** (per image): summed over pixels and latent dimensions, averaged over the batch.
-
-# %% [markdown] slideshow={"slide_type": "notes"}
-# Set the scene: lesson 3 trained one VAE with the loss recon + KL. Today we turn the weight of the KL into a
-# knob. Ask: "what would you expect if we dropped the KL term entirely?" Expected: an autoencoder; perfect-ish
-# reconstructions, but codes anywhere, so decoding samples of N(0, I) gives garbage (lesson 1).
 
 # %% slideshow={"slide_type": "skip"}
 import math
@@ -165,9 +166,7 @@ vae_plots.rate_distortion_figure(BETAS, rates, distortions, D0)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Checks: each step up in $\beta$ lowers the rate and raises the distortion (adjacent $\beta$s compared); every model
-# is far better than $D_0$; and the classic VAE ($\beta = 1$, the one trained on the ELBO) has the best ELBO, within
-# 1 nat.
+# Checks: each step up in $\beta$ lowers $R$ and raises $D$; all beat $D_0$ by far; $\beta = 1$ has the best ELBO (± 1 nat).
 
 # %%
 assert np.all(np.diff(rates) < 0), f"the rate should fall at every step up in beta: {rates.round(2)}"
@@ -271,7 +270,7 @@ order = torch.argsort(kl_dims[4.0], descending=True)
 dims = order[:4].tolist() + [order[-1].item()]                     # the 4 most informative and the least
 values = torch.linspace(-3, 3, 9, device=device)
 images = traverse(model, x_show[:1], dims, values)
-fig, ax = plt.subplots(figsize=(8, 5))
+fig, ax = plt.subplots(figsize=(8, 3.7))
 show_images(images, nrow=len(values), ax=ax, title="Traversals, β = 4: one row per z_j, KL_j = "
             + ", ".join(f"{kl_dims[4.0][j]:.2f}" for j in dims) + " nats")
 ax.set_xlabel("$z_j$ from -3 to 3 (other coordinates at $\\mu_\\phi(x)$)", fontsize=12)
@@ -349,7 +348,7 @@ assert all(n_burda[b] >= n_active[b] for b in BETAS) and n_burda[8.0] > n_active
 # with the Bernoulli nats of sections 1-5. (The *continuous Bernoulli* of Loaiza-Ganem & Cunningham 2019 is the
 # other normalised choice for pixels in $[0, 1]$; we use the Gaussian, as the seed does.)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def gaussian_decoder_nll(x, x_hat, log_gamma):
     """-log N(x; x_hat, gamma^2 I) per example, eq. 3 with its constant."""
     k = x[0].numel()
@@ -501,6 +500,8 @@ with torch.no_grad():
     nll = torch.stack([losses.gaussian_nll(x_hat_tr, train.images, g.log()).mean() for g in gammas])
     nll_star = losses.gaussian_nll(x_hat_tr, train.images, gamma_star.log()).mean()
     kl_tr = losses.gaussian_kl(*gauss_learned.encoder_params(train.images)).mean()
+
+# %% slideshow={"slide_type": "subslide"}
 vae_plots.gamma_curve_figure(gammas, nll + kl_tr, gamma_star, gamma_learned)
 plt.show()
 assert (nll_star <= nll + 1e-3).all(), "eq. 3 should be smallest at gamma* = RMSE"
@@ -572,7 +573,7 @@ vae_plots.collapse_figure([h for _, h in runs.values()], EPOCHS, list(runs), [r[
                           LATENT)
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What we assert (quick mode): the autoregressive decoder reaches a far better ELBO than the MLP decoder while its
 # rate falls to about one nat and almost every unit goes inactive: **posterior collapse**, the decoder models the
 # digits by itself and $z$ is (nearly) ignored. With free bits the same model keeps **every** unit above $\lambda$ and
@@ -669,6 +670,7 @@ def beta_panel(beta, n=8, show=True):
     return out
 
 
+# %% slideshow={"slide_type": "subslide"}
 lo, hi = beta_panel(BETAS[0], show=False), beta_panel(BETAS[-1], show=True)
 assert lo["rate"] > hi["rate"] and lo["distortion"] < hi["distortion"] and lo["active"] >= hi["active"]
 assert lo["reconstructions"].shape == (8, *train.shape) and 0 <= hi["samples"].min() <= hi["samples"].max() <= 1
@@ -697,8 +699,14 @@ except ImportError:
 # 3. Active units, measured by information ($\mathrm{KL}_j > 0.1$ nats), fall with $\beta$; Burda's mean-only statistic overcounts.
 # 4. A powerful (autoregressive) decoder that learns fast models the digits alone and ignores $z$ (rate ≈ 1 nat: collapse); free bits keeps every unit near or above $\lambda$ nats; KL warm-up only postponed the collapse here.
 # 5. A Gaussian decoder with fixed $\gamma$ is a β-VAE with $\beta = 2\gamma^2$; the best $\gamma^2$ is the MSE per pixel, and a learned $\gamma$ finds it.
-#
-# **References**
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Recap. Ask: "you train a VAE and its KL is 0.5 nats: what do you check first?" Expected: the per-dimension KL
+# (is it collapse?), the decoder (is it powerful enough to ignore z?), and beta or gamma (is the KL overweighted,
+# e.g. a Gaussian decoder with gamma = 1?); then try free bits or warm-up.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### References
 # - I. Higgins et al., *β-VAE: Learning Basic Visual Concepts with a Constrained Variational Framework*, ICLR 2017.
 # - A. Alemi et al., *Fixing a Broken ELBO*, ICML 2018 (rate, distortion, Figure 1: the $(R, D)$ plane).
 # - Y. Burda, R. Grosse, R. Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016 (the activity statistic).
@@ -710,16 +718,14 @@ except ImportError:
 # - O. Rybkin, K. Daniilidis, S. Levine, *Simple and Effective VAE Training with Calibrated Decoders*, ICML 2021 (the optimal $\gamma$).
 # - G. Loaiza-Ganem, J. Cunningham, *The continuous Bernoulli*, NeurIPS 2019.
 # - E. Bardet, *SRVAE math*, 2025 (seed 003, eq. 3-4, 20-21); N. Audebert, *RCP211 – Auto-encodeurs variationnels*, CNAM (section "β-VAE").
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### What we got
 #
-# **What we got** (quick mode, printed above: 4,000 binarized MNIST digits, d = 16, 8 epochs): from β = 0.1 to 8
+# Quick mode, printed above (4,000 binarized MNIST digits, d = 16, 8 epochs): from β = 0.1 to 8
 # the rate falls from about 53 to 2 nats and the distortion rises from about 108 to 177; β = 1 (R ≈ 16, D ≈ 125) has
 # the best ELBO (≈ 141 nats); active units (KL_j > 0.1 nats) 16, 16, 16, 15, 13, 7 where Burda's statistic says 16
 # everywhere; the classifier's confidence on prior samples rises from 0.58 (β = 0.1) to 0.68 (β = 1); the fast
 # autoregressive decoder collapses to R ≈ 1 nat with 1 active unit, free bits (λ = 0.25) keeps 16 and R ≈ 4,
 # warm-up starts at R ≈ 34 and ends at R ≈ 2 (3 active);
 # learned γ ≈ 0.14, within 1 % of the RMSE γ*.
-
-# %% [markdown] slideshow={"slide_type": "notes"}
-# Recap. Ask: "you train a VAE and its KL is 0.5 nats: what do you check first?" Expected: the per-dimension KL
-# (is it collapse?), the decoder (is it powerful enough to ignore z?), and beta or gamma (is the KL overweighted,
-# e.g. a Gaussian decoder with gamma = 1?); then try free bits or warm-up.
