@@ -36,8 +36,9 @@ from course_lib.distributions.von_mises_fisher import (bessel_ratio, householder
 from course_lib.evaluate import iwae_nll
 from course_lib.models import VAE, Autoencoder
 from course_lib.models.svae import SVAE
-from course_lib.plots import CLASS_CMAP, PALETTE as C
 from course_lib.runtime import describe, get_device, pick, seed_everything
+from course_lib.svae_figures import (plot_acceptance, plot_gradient_bias, plot_mnist_latents, plot_sphere_samples,
+                                     show_latents)
 from course_lib.train import fit
 from course_lib.widgets import sliders
 
@@ -196,35 +197,8 @@ def distance_to_manifold(x):
     return torch.cdist(x, embed(torch.linspace(0, 2 * math.pi, 4001)[:-1])).min(1).values
 
 
-def plot_gradient_bias(table):
-    """Relative error of the two kappa-gradient estimators at each (m, kappa), with 2 s.e. bars."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    rel = np.array([[(gi - ex) / ex, (gp - ex) / ex, 2 * si / ex, 2 * spw / ex] for _, _, ex, gi, si, gp, spw in table])
-    xs = np.arange(len(table))
-    ax.bar(xs - 0.2, rel[:, 0], 0.4, yerr=rel[:, 2], color=C["blue"], label="implicit (course_lib)")
-    ax.bar(xs + 0.2, rel[:, 1], 0.4, yerr=rel[:, 3], color=C["vermillion"], label="pathwise term only")
-    ax.axhline(0, color=C["black"], lw=0.8)
-    ax.set(xticks=xs, xticklabels=[f"m={m}, κ={k:g}" for m, k, *_ in table], ylabel="relative error",
-           title=r"Estimated $\partial_\kappa E[\mu^\top z]$ vs exact (± 2 s.e.)")
-    ax.legend()
-    plt.show()
-
-
-def show_latents(codes, samples, title_suffix=""):
-    fig, axes = plt.subplots(1, len(codes), figsize=(4.3 * len(codes), 4.3))
-    for ax, name in zip(np.atleast_1d(axes), codes):
-        z, c = samples[name].cpu(), codes[name].cpu()
-        ax.scatter(z[:, 0], z[:, 1], c=theta_grid, cmap="twilight", s=8, label="z ~ q(z|x)" if name != "AE" else None)
-        ax.plot(c[:, 0], c[:, 1], color=C["black"], lw=1, label="centre of q(z|x)" if name != "AE" else "codes")
-        if name == "S-VAE":
-            ax.add_patch(plt.Circle((0, 0), 1, fill=False, ls=":", color=C["vermillion"]))
-        ax.set(title=name + title_suffix, xlabel="$z_1$", ylabel="$z_2$", aspect="equal")
-        ax.legend(loc="lower right", fontsize=10)
-    fig.tight_layout()
-    plt.show()
-
 # %% slideshow={"slide_type": "subslide"}
-show_latents(codes, samples)
+show_latents(codes, samples, theta_grid)
 stats = {name: winding(codes[name]) for name in toy}
 for name, (w, same) in stats.items():
     print(f"{name}: winding number {w:+.2f}, {same:.0%} of the steps turn the same way")
@@ -261,7 +235,9 @@ for name, model in toy8.items():
     with torch.no_grad():
         q = model.encode(x_grid)
         codes8[name], samples8[name] = (q.mean if name == "N-VAE" else q.loc), q.sample()
-show_latents(codes8, samples8, r", $\beta$ = 8")
+
+# %% slideshow={"slide_type": "subslide"}
+show_latents(codes8, samples8, theta_grid, r", $\beta$ = 8")
 overlap = {name: opposite_neighbours(samples8[name], theta_grid) for name in toy8}
 in_hole = float((samples8["N-VAE"].norm(dim=1) < 0.7 * codes8["N-VAE"].norm(dim=1).min()).float().mean())
 print(f"codes whose nearest neighbour is from the opposite half: {overlap}; N-VAE samples inside the ring: {in_hole:.0%}")
@@ -405,12 +381,7 @@ for m, kappa in [(3, 2.0), (10, 50.0), (100, 10.0)]:
 # %%
 ms, kappas = [2, 3, 10, 50, 256], np.logspace(-2, 5, 15)
 rate = np.array([[wood_acceptance_rate(m, k, n=5000, generator=generator) for k in kappas] for m in ms])
-fig, ax = plt.subplots(figsize=(8, 4))
-for i, m in enumerate(ms):
-    ax.semilogx(kappas, rate[i], "o-", color=C[("blue", "orange", "green", "vermillion", "purple")[i]], label=f"m = {m}")
-ax.set(title="Wood's sampler: acceptance rate", xlabel=r"$\kappa$", ylabel="fraction accepted", ylim=(0.5, 1.02))
-ax.legend(ncol=3)
-plt.show()
+plot_acceptance(kappas, ms, rate)
 print(f"lowest acceptance rate: {rate.min():.2f} (m = {ms[rate.min(1).argmin()]}); at kappa -> 0 it is {rate[:, 0].min():.2f}")
 assert rate.min() > 0.6 and rate[:, 0].min() > 0.99
 
@@ -517,15 +488,7 @@ with torch.no_grad():
     x_show, y_show = test_bin.images[:N_TEST], test_bin.labels[:N_TEST].cpu()
     z_n = mnist_models["N-VAE", 2].encode(x_show).mean.cpu()
     z_s = mnist_models["S-VAE", 2].encode(x_show).loc.cpu()
-fig, axes = plt.subplots(1, 2, figsize=(12.5, 5), layout="constrained")
-sc = axes[0].scatter(z_n[:, 0], z_n[:, 1], c=y_show, cmap=CLASS_CMAP, vmin=-0.5, vmax=9.5, s=8)
-axes[0].set(title="N-VAE, d = 2: posterior means", xlabel="$z_1$", ylabel="$z_2$")
-r = 1 + 0.06 * y_show                                        # radius offset by class, for visibility only
-axes[1].scatter(z_s[:, 0] * r, z_s[:, 1] * r, c=y_show, cmap=CLASS_CMAP, vmin=-0.5, vmax=9.5, s=8)
-axes[1].set(title="S-VAE, d = 2: mean directions on $S^1$\n(radius 1 + 0.06 x class, for visibility)",
-            xlabel="$z_1$", ylabel="$z_2$", aspect="equal")
-fig.colorbar(sc, ax=axes, ticks=range(10), label="class")
-plt.show()
+plot_mnist_latents(z_n, z_s, y_show)     # S-VAE panel: radius 1 + 0.06 x class, for visibility only
 assert torch.allclose(z_s.norm(dim=1), torch.ones(len(z_s)), atol=1e-5)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -541,20 +504,15 @@ mu3 = F.normalize(torch.tensor([[1.0, 1.0, 1.0]]), dim=-1)
 def draw_vmf(log10_kappa=1.0):
     kappa = 10.0**log10_kappa
     z3 = VonMisesFisher(mu3, torch.tensor([kappa])).sample((400,))[:, 0]
-    fig = plt.figure(figsize=(5, 5))
-    ax = fig.add_subplot(projection="3d")
-    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 30), np.linspace(0, np.pi, 15))
-    ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.5)
-    ax.scatter(*z3.T.numpy(), s=6, color=C["blue"])
-    ax.set_box_aspect((1, 1, 1))
-    ax.set(title=f"κ = {kappa:.3g}: E[μᵀz] = {float(bessel_ratio(0.5, torch.tensor(kappa))):.3f}",
-           xlabel="$z_1$", ylabel="$z_2$", zlabel="$z_3$")
-    plt.show()
+    plot_sphere_samples(z3, f"κ = {kappa:.3g}: E[μᵀz] = {float(bessel_ratio(0.5, torch.tensor(kappa))):.3f}")
     return z3
 
 
+# %% slideshow={"slide_type": "subslide"}
 z_demo = draw_vmf(2.0)
 assert float((z_demo @ mu3[0]).mean()) > 0.98 and torch.allclose(z_demo.norm(dim=1), torch.ones(400), atol=1e-5)
+
+# %% slideshow={"slide_type": "subslide"}
 sliders(draw_vmf, log10_kappa=(-2.0, 4.0, 0.25, 1.0))
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -600,7 +558,15 @@ print(f"5000 samples at m = 256, kappa = 1e4: Power Spherical {t_ps * 1e3:.0f} m
 # 4. Wood's sampler is a 1-D rejection sampler (acceptance above 60% everywhere) plus a Householder reflection.
 # 5. The pathwise gradient through it is biased (5-25% here); the implicit reparameterization gradient is not.
 #
-# **References**
+# **What we got** (quick mode, printed above): the circle toy's three latent spaces (AE and S-VAE codes wind once
+# round; the N-VAE's prior puts ~1/3 of its mass in the empty middle, its decoded prior samples lie ~2x farther from
+# the data than the S-VAE's); pathwise-only gradient biased by 5-25%, implicit within the confidence interval; MNIST
+# NLLs on 4,000 training digits after 5 epochs, about 40-70 nats above Table 1 with the N-VAE ahead (full-mode values:
+# not measured).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## References
+#
 # - T. R. Davidson, L. Falorsi, N. De Cao, T. Kipf, J. M. Tomczak, *Hyperspherical Variational Auto-Encoders*, UAI 2018
 #   (Fig. 1 the circle toy; Table 1 the MNIST NLLs; eq. 8-9 the gradient with $g_{cor}$).
 # - A. T. A. Wood, *Simulation of the von Mises Fisher distribution*, Comm. Statist. Simulation Comput. 23(1), 1994.
@@ -612,9 +578,3 @@ print(f"5000 samples at m = 256, kappa = 1e4: Power Spherical {t_ps * 1e3:.0f} m
 # - Seed 000 (reading notes on Davidson et al.), sections 2.1-2.3.
 # - K. Banerjee, I. S. Dhillon, J. Ghosh, S. Sra, *Clustering on the Unit Hypersphere using von Mises-Fisher
 #   Distributions*, JMLR 2005 (the kappa estimate of exercise (c)).
-#
-# **What we got** (quick mode, printed above): the circle toy's three latent spaces (AE and S-VAE codes wind once
-# round; the N-VAE's prior puts ~1/3 of its mass in the empty middle, its decoded prior samples lie ~2x farther from
-# the data than the S-VAE's); pathwise-only gradient biased by 5-25%, implicit within the confidence interval; MNIST
-# NLLs on 4,000 training digits after 5 epochs, about 40-70 nats above Table 1 with the N-VAE ahead (full-mode values:
-# not measured).
