@@ -176,8 +176,13 @@ noise = sigma_hat * torch.randn(200, 40, generator=generator, dtype=torch.float6
 for t in range(2, 42):
     futures[:, t] = c_hat + phi_hat[0] * futures[:, t - 1] + phi_hat[1] * futures[:, t - 2] + noise[:, t - 2]
 lo, hi = np.quantile(futures[:, 2:].numpy(), [0.05, 0.95], axis=0)
+assert hi[-1] - lo[-1] > hi[0] - lo[0], "the band widens with the horizon"
+spread = np.quantile(series.numpy(), 0.95) - np.quantile(series.numpy(), 0.05)
+assert abs((hi[-1] - lo[-1]) / spread - 1) < 0.3, "... up to the spread of the process itself"
+
+# %% tags=["remove-input"]
 t_obs, t_new = np.arange(200, 300), np.arange(300, 340)
-fig, ax = plt.subplots(figsize=(10, 3.6))
+fig, ax = plt.subplots(figsize=(10, 3.2))
 ax.plot(t_obs, series[-100:], color=C["blue"], label="observed $x_t$")
 ax.fill_between(t_new, lo, hi, color=C["sky"], alpha=0.4, label="90 % of simulated futures")
 ax.plot(t_new, forecast, color=C["orange"], lw=2.5, label="forecast (ε = 0)")
@@ -185,9 +190,6 @@ ax.axhline(mean, color=C["black"], ls=":", label="process mean c / (1 - Σφ)")
 ax.set(xlabel="time t", ylabel="$x_t$", title="AR(2) fitted by least squares, and its forecast")
 ax.legend(fontsize=12, loc="lower left", ncol=2)
 plt.show()
-assert hi[-1] - lo[-1] > hi[0] - lo[0], "the band widens with the horizon"
-spread = np.quantile(series.numpy(), 0.95) - np.quantile(series.numpy(), 0.05)
-assert abs((hi[-1] - lo[-1]) / spread - 1) < 0.3, "... up to the spread of the process itself"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Which order? The residual standard deviation drops from p = 1 to p = 2 (the true order) and barely moves after.
@@ -368,7 +370,7 @@ assert (torch.triu(paths) == 0).all(), "no path from x_j to x̂_d unless j < d"
 # %%
 m_in_rev, m_hidden_rev = made_numbers(D_toy, (6,), order=[3, 1, 0, 2], seed=2)
 toy_rev = MADE(D_toy, (6,), order=[3, 1, 0, 2], seed=2)
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
 made_graph(axes[0], m_in, [m_h], [M_W, M_V], "order x1, x2, x3, x4")
 made_graph(axes[1], m_in_rev, m_hidden_rev, toy_rev.masks, "order x4, x2, x1, x3 (m(d) = position)")
 fig.tight_layout()
@@ -449,7 +451,7 @@ def one_channel_mask(k, mask_type):
 
 for t in "AB":
     assert torch.equal(one_channel_mask(5, t), conv_mask(5, t)[0, 0])
-fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
+fig, axes = plt.subplots(1, 2, figsize=(6, 2.4))
 for ax, t in zip(axes, "AB"):
     show_matrix(ax, one_channel_mask(5, t), f"5x5 mask, type {t}", "", "")
 plt.show()
@@ -523,8 +525,8 @@ assert results["PixelCNN"]["params"] < min(results[m]["params"] for m in others)
 # ## 9. Sampling is sequential
 #
 # Training reads the true pixels, so all conditionals come out of one pass. **Sampling** cannot: pixel i needs the
-# values drawn for pixels < i. D = 784 passes of the network, one pixel at a time (here the canvas after
-# 0, 1/8, 1/4, 1/2, 3/4 and all of the pixels):
+# values drawn for pixels < i. D = 784 passes of the network, one pixel at a time (the callback keeps the canvas
+# at 6 steps):
 
 # %%
 frames, keep = [], {0, D // 8, D // 4, D // 2, 3 * D // 4, D}
@@ -540,12 +542,17 @@ drawn, t_ar = cpu_seconds(lambda: pixelcnn.sample(N_SAMPLES, (28, 28), generator
 vae = VAE(train.shape, latent_dim=VAE_LATENT, hidden=(256,)).to(device)   # trained in section 10: one pass
 with torch.no_grad():                                                     # costs the same before and after
     _, t_vae = cpu_seconds(lambda: torch.bernoulli(vae.sample(N_SAMPLES)))
-strip = torch.stack(frames, dim=1).reshape(-1, 1, 28, 28)         # image by image, its 6 stages in a row
-show_images(strip, nrow=len(frames), title="drawn pixel by pixel: 0, 1/8, 1/4, 1/2, 3/4, all of the pixels")
-plt.gcf().set_size_inches(9, 1.6 * N_SAMPLES)
-plt.show()
 print(f"{N_SAMPLES} samples: PixelCNN {D} passes, {t_ar:.2f} s of CPU; VAE 1 pass, {t_vae * 1e3:.1f} ms")
 assert len(frames) == 6 and t_ar > 50 * t_vae
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The canvas of each sample (one per row) after 0, 1/8, 1/4, 1/2, 3/4 and all of the pixels:
+
+# %%
+strip = torch.stack(frames, dim=1).reshape(-1, 1, 28, 28)         # image by image, its 6 stages in a row
+show_images(strip, nrow=len(frames), title="drawn pixel by pixel: 0, 1/8, 1/4, 1/2, 3/4, all of the pixels")
+plt.gcf().set_size_inches(7.5, 1.25 * N_SAMPLES)
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The price of exact likelihoods: generation is D times a network pass (caching activations, as Ramachandran et
@@ -655,7 +662,7 @@ def show_fields(row=7, col=6, layers=4):
     torch.manual_seed(0)
     nets = {"PixelCNN": PixelCNN(1, 8, layers, kernel_size=3, hidden_kernel_size=3),
             "gated PixelCNN": GatedPixelCNN(1, 8, layers + 1, kernel_size=3)}
-    fig, axes = plt.subplots(1, 2, figsize=(9, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
     blind = {}
     for ax, (name, net) in zip(axes, nets.items()):
         pic = field_picture(receptive_field(net, SIZE, (row, col)), (row, col))
@@ -665,15 +672,21 @@ def show_fields(row=7, col=6, layers=4):
     return blind
 
 
-# %%
-blind_by_depth = show_fields()
-assert blind_by_depth["PixelCNN"] > 0 and blind_by_depth["gated PixelCNN"] == 0
-try:
-    from ipywidgets import IntSlider, interact
+def fields_widget():
+    """(sliders over show_fields, or a message without ipywidgets; the blind spots drawn for the starting values)."""
+    try:
+        from ipywidgets import IntSlider, interactive
+    except ImportError:
+        return "ipywidgets is not installed: call show_fields(row, col, layers) with your own values.", show_fields()
+    widget = interactive(show_fields, row=IntSlider(7, 0, SIZE - 1), col=IntSlider(6, 0, SIZE - 1),
+                         layers=IntSlider(4, 1, 8))
+    return widget, widget.result
 
-    interact(show_fields, row=IntSlider(7, 0, SIZE - 1), col=IntSlider(6, 0, SIZE - 1), layers=IntSlider(4, 1, 8))
-except ImportError:
-    print("ipywidgets is not installed: call show_fields(row, col, layers) with your own values.")
+
+# %%
+widget, blind_by_depth = fields_widget()                          # sliders: row, col, layers
+assert blind_by_depth["PixelCNN"] > 0 and blind_by_depth["gated PixelCNN"] == 0
+widget
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Let the room predict first: the blind spot grows with depth (a triangle above-right), the gated field does not
@@ -690,6 +703,18 @@ except ImportError:
 # 4. Training is one pass (teacher forcing); sampling is D sequential passes, against one for a VAE.
 # 5. A PixelCNN over the VQ-VAE's 7x7 code grids is the prior that turns its decoder into a generator of digits.
 #
+# **What we got** (printed above, quick mode): the table of test NLLs with training times; the NADE recurrence equal
+# to the naive conditionals and faster; the blind spot and its absence; the PixelCNN prior's code NLL below the
+# independent codes' and its decoded samples far closer to real digits in FID-digits.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Close with the trade-off table of the course: VAE = fast sampling, bound on the likelihood, a latent space;
+# autoregressive = exact likelihood, slow sampling, no latent space; VQ-VAE + PixelCNN prior = both halves, a
+# discrete latent grid whose prior is autoregressive. Ask: "which would you use to detect unusual images?" One with
+# an exact likelihood, with the caveat (Nalisnick et al. 2019) that likelihoods can rank out-of-distribution data
+# high.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **References**
 # - B. Frey, *Graphical models for machine learning and digital communication*, MIT Press, 1998 (FVSBN).
 # - H. Larochelle, I. Murray, *The Neural Autoregressive Distribution Estimator*, AISTATS 2011 (NADE 88.33 nats,
@@ -704,14 +729,3 @@ except ImportError:
 #   with a PixelCNN prior over the codes).
 # - R. Salakhutdinov, I. Murray, *On the quantitative analysis of deep belief networks*, ICML 2008 (binarized MNIST).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels*, CNAM course slides (seed 002, "Modèles autorégressifs").
-#
-# **What we got** (printed above, quick mode): the table of test NLLs with training times; the NADE recurrence equal
-# to the naive conditionals and faster; the blind spot and its absence; the PixelCNN prior's code NLL below the
-# independent codes' and its decoded samples far closer to real digits in FID-digits.
-
-# %% [markdown] slideshow={"slide_type": "notes"}
-# Close with the trade-off table of the course: VAE = fast sampling, bound on the likelihood, a latent space;
-# autoregressive = exact likelihood, slow sampling, no latent space; VQ-VAE + PixelCNN prior = both halves, a
-# discrete latent grid whose prior is autoregressive. Ask: "which would you use to detect unusual images?" One with
-# an exact likelihood, with the caveat (Nalisnick et al. 2019) that likelihoods can rank out-of-distribution data
-# high.
