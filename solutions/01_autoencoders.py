@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.runtime import seed_everything
 
 generator = seed_everything(0)

@@ -21,7 +21,7 @@ import math
 import torch
 
 from course_lib import toy_models as tm      # the lesson's exact log-evidence, posterior and ELBO, to check against
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.runtime import describe, seed_everything
 
 seed_everything(0)

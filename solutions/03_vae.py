@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.runtime import get_device, seed_everything
 
 seed_everything(0)

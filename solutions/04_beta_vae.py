@@ -20,7 +20,7 @@ import math
 import torch
 
 from course_lib import losses
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.runtime import get_device, seed_everything
 
 seed_everything(0)

@@ -19,7 +19,7 @@ import math
 import torch
 from torch.distributions import Independent, Normal
 
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.models.linear_gaussian import LinearGaussian
 from course_lib.runtime import seed_everything
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import evaluate as ev
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.classifier import get_classifier
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.models import CVAE

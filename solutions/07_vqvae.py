@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.runtime import seed_everything
 
 seed_everything(0)

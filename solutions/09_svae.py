@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from course_lib.distributions.von_mises_fisher import bessel_ratio, log_bessel_iv
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.runtime import seed_everything
 
 seed_everything(0)

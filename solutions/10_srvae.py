@@ -23,7 +23,7 @@ import math
 import torch
 from torch.distributions import Independent, Normal
 
-from course_lib.checks import record
+from course_lib.tooling.checks import record
 from course_lib.runtime import seed_everything
 
 seed_everything(0)

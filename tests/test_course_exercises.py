@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib import exercises, grading, notebooks
+from course_lib.tooling import exercises, grading, notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = sorted(p.stem for p in (ROOT / "solutions").glob("[0-9]*.py"))
@@ -101,4 +101,4 @@ def test_every_hidden_test_records_what_it_judges(stem):
         hidden = cell.source.split("### BEGIN HIDDEN TESTS", 1)[-1].split("### END HIDDEN TESTS", 1)[0]
         assert "### BEGIN HIDDEN TESTS" in cell.source and "record(" in hidden, (
             f"solutions/{stem}.py, exercise {cell.metadata['grade']['exercise']}: the hidden tests record no value "
-            "(use course_lib.checks.record)")
+            "(use course_lib.tooling.checks.record)")

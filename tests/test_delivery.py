@@ -21,13 +21,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import browser, pretrain, site, slides
+from course_lib.tooling import browser, pretrain, site, slides
 
 # COURSE_DELIVERY_LESSONS=01,03 limits the browser tests to some lessons (each lesson not yet in
 # build/executed costs one quick-mode run of it).
 LESSONS = [p.stem for p in slides.lesson_paths([n for n in os.environ.get("COURSE_DELIVERY_LESSONS", "").split(",") if n])]
 # Decks with slides that do not fit yet (lessons being rewritten by their authors); measured with
-# `python -m course_lib.browser build/slides/NN_x.slides.html` on the quick-mode run.
+# `python -m course_lib.tooling.browser build/slides/NN_x.slides.html` on the quick-mode run.
 DOES_NOT_FIT: dict[str, str] = {
     "03_vae": "slides that do not fit: " + '1 (Lesson 3: the reparameterization trick a); 9 (3. Both are unbiased; their variances ar); 10 (S_values = torch.tensor([1, 2, 4, 8, 16,); 19 (8. Reconstructions); 20 (9. Decoder only: generation); 23 (9b. Why are VAE samples blurry?); 26 (fig, axes = plt.subplots(1, 2, figsize=(); 27 (12. Which p(z) to sample from? Prior ver); 31 (14. Try it: one slider per latent dimens); 32 (Summary)',
     "04_beta_vae": "slides that do not fit: " + '1 (Lesson 4: β-VAE, posterior collapse and); 8 (vae_plots.rate_distortion_figure(BETAS,); 13 (model = sweep[4.0] order = torch.argsort); 16 (6. The Gaussian decoder and its variance); 21 (The best γ in closed form); 25 (vae_plots.collapse_figure([h for _, h in); 28 (8. Try it: move β); 30 (Summary)',
@@ -82,7 +82,7 @@ def test_fake_kernel_really_never_goes_idle(never_idle, tmp_path):
     """The stall's cause, reproduced: the reply comes, "idle" does not (else the next test proves nothing)."""
     from queue import Empty
 
-    from course_lib.execution import kernel_manager
+    from course_lib.tooling.execution import kernel_manager
 
     km = kernel_manager(never_idle, dict(__import__("os").environ), tmp_path / "k.json")
     km.start_kernel(cwd=str(tmp_path))

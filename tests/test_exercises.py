@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import exercises, notebooks
-from course_lib.exercises import ANSWER_STUB, HIDDEN_STUB, STUB, generate, make_exercise, strip_blocks
+from course_lib.tooling import exercises, notebooks
+from course_lib.tooling.exercises import ANSWER_STUB, HIDDEN_STUB, STUB, generate, make_exercise, strip_blocks
 
 FIXTURE = Path(__file__).parent / "fixtures" / "solutions" / "01_demo.py"
 

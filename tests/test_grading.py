@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib import exercises, grading, notebooks, sandbox
+from course_lib.tooling import exercises, grading, notebooks, sandbox
 from course_lib.__main__ import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "solutions" / "01_demo.py"
@@ -138,7 +138,7 @@ def klass(course, tmp_path_factory):
                                          "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])"),
                             "input_transformer.ipynb")
     s["record"] = save(subs, before(solve(exercise(course), "add", wrong), "add",
-                                    "import course_lib.checks as c\nc.record = lambda *a, **k: None\n"
+                                    "import course_lib.tooling.checks as c\nc.record = lambda *a, **k: None\n"
                                     "import builtins\nbuiltins.record = lambda *a, **k: None\nrecord = builtins.record"),
                        "patch_record.ipynb")
     s["eq"] = save(subs, solve(exercise(course), "add", "class Yes(int):\n    def __eq__(self, other):\n        return True\n"
@@ -380,7 +380,7 @@ def test_graded_notebook_and_solution_lookup(course):
 
 
 def test_release_has_no_solutions(tmp_path):
-    from course_lib.release import release
+    from course_lib.tooling.release import release
 
     root = Path(__file__).resolve().parents[1]
     n = release(tmp_path / "student", root=root)

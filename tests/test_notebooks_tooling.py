@@ -12,9 +12,9 @@ import nbformat
 import pytest
 
 import course_lib
-from course_lib import notebooks
+from course_lib.tooling import notebooks
 from course_lib.__main__ import main
-from course_lib.notebooks import build_notebook, sync
+from course_lib.tooling.notebooks import build_notebook, sync
 
 FIXTURE = Path(__file__).parent / "fixtures" / "solutions" / "01_demo.py"
 REPO = Path(__file__).resolve().parent.parent
@@ -163,9 +163,9 @@ def test_cli_reports_broken_markers(course, capsys):
 
 def test_cli_bench_delegates(monkeypatch):
     seen = []
-    fake = types.ModuleType("course_lib.bench")
+    fake = types.ModuleType("course_lib.tooling.bench")
     fake.main = lambda argv: seen.append(argv) or 3
-    monkeypatch.setitem(sys.modules, "course_lib.bench", fake)
+    monkeypatch.setitem(sys.modules, "course_lib.tooling.bench", fake)
     monkeypatch.setattr(course_lib, "bench", fake, raising=False)
     assert main(["bench", "--quick", "--out", "x.json"]) == 3
     assert seen == [["--quick", "--out", "x.json"]]
@@ -175,3 +175,23 @@ def test_repo_jupytext_pairing_config():
     for folder in ("notebooks", "solutions"):
         text = (REPO / folder / "jupytext.toml").read_text()
         assert 'formats = "ipynb,py:percent"' in text
+
+
+def test_top_level_holds_what_the_lessons_import():
+    """course_lib's top level is what lessons and exercises import; the tooling lives in course_lib.tooling."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    top = {p.stem for p in (root / "course_lib").glob("*.py") if not p.stem.startswith("_")}
+    top |= {p.name for p in (root / "course_lib").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    top -= {"tooling"}
+    sources = [*root.glob("notebooks/*.py"), *root.glob("solutions/*.py"),
+               *[p for p in (root / "course_lib").rglob("*.py") if "tooling" not in p.parts]]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
+    used = set(re.findall(r"course_lib\.(\w+)", text)) | set(re.findall(r"from course_lib import ([\w, ]+)", text))
+    used |= set(re.findall(r"from \.+(\w+)", text))
+    names = {n.strip().split(" as ")[0] for group in used for n in group.split(",")}
+    assert not {"grading", "notebooks", "exercises", "sandbox", "slides", "site", "pretrain"} & top
+    unused = sorted(m for m in top if m not in names)
+    assert not unused, f"top-level modules no lesson or library module imports (move them to course_lib.tooling?): {unused}"

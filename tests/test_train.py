@@ -131,7 +131,7 @@ def test_fit_accepts_plain_tensors():
 
 
 def test_bench_reports_speed_up(capsys):
-    from course_lib.bench import main
+    from course_lib.tooling.bench import main
 
     assert main(["--epochs", "2", "--n", "1024"]) == 0
     out = capsys.readouterr().out

@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import ImageData, load_dataset
-from .models import VAE
-from .runtime import get_device, seed_everything
-from .train import fit
+from ..data import ImageData, load_dataset
+from ..models import VAE
+from ..runtime import get_device, seed_everything
+from ..train import fit
 
 __all__ = ["main", "baseline_epoch", "bench_data"]
 
 
 def bench_data(root: str | None = None, n: int | None = None) -> tuple[ImageData, str]:
     """MNIST train if it is on disk, else the MNIST test set (e.g. ../shared/data), else digits resized to 28x28."""
-    roots = [root] if root else [None, str(Path(__file__).resolve().parents[2] / "shared" / "data")]
+    roots = [root] if root else [None, str(Path(__file__).resolve().parents[3] / "shared" / "data")]
     for split in ("train", "test"):
         for r in roots:
             try:

@@ -6,7 +6,7 @@ block between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` becomes a
 comment (the grader puts the tests back). In markdown cells a solution block
 becomes ``*Your answer here.*``. A grade cell carries the metadata
 ``grade={"exercise": NAME, "points": N}``; its points are earned when it runs
-without error (see :mod:`course_lib.grading`).
+without error (see :mod:`course_lib.tooling.grading`).
 """
 from __future__ import annotations
 

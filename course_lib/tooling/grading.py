@@ -6,13 +6,13 @@ For each submission:
    else its file name, else the solution whose graded exercises it holds.
 2. **The hidden tests go back in**: every grade cell is replaced by the solution's (the student
    cannot weaken it); grade cells the student deleted are appended.
-3. **It runs alone** (:mod:`course_lib.sandbox`): in a fresh temporary folder holding a copy of
+3. **It runs alone** (:mod:`course_lib.tooling.sandbox`): in a fresh temporary folder holding a copy of
    itself only, with a minimal environment; where Linux allows it (user namespaces), in its own
    namespaces, every file system read-only but that folder, and the solutions, the submissions
    and the grader's output hidden; memory, CPU time and written file sizes limited; everything
    it started is killed before its result is recorded.
 4. **The grader judges values, not the student's kernel**: hidden tests ``record`` what the
-   student's functions return on hidden inputs (:mod:`course_lib.checks`); the solution
+   student's functions return on hidden inputs (:mod:`course_lib.tooling.checks`); the solution
    notebook is run the same way once; the two are compared in the grader's own process. An
    exercise earns its points when its grade cell ran without error *and* every value it
    recorded matches the solution's.
@@ -450,7 +450,7 @@ class Grader:
 
 def _hideable(paths) -> list[str]:
     """The paths to hide from a kernel, less any that holds what the kernel needs (Python, course_lib)."""
-    needed = [Path(sys.prefix).resolve(), Path(__file__).resolve().parent, Path(sys.executable).resolve()]
+    needed = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1], Path(sys.executable).resolve()]
     out = []
     for p in paths:
         p = Path(p)

@@ -3,7 +3,7 @@
 The grader launches each student kernel as
 
     unshare --user --map-root-user --mount --pid --fork --kill-child --mount-proc \\
-        python -m course_lib.sandbox --isolate --workdir W --hide S ... -- python -m ipykernel_launcher ...
+        python -m course_lib.tooling.sandbox --isolate --workdir W --hide S ... -- python -m ipykernel_launcher ...
 
 (:func:`command`). In the new namespaces this module, before it ``exec``s the kernel:
 
@@ -128,7 +128,7 @@ def _limit(which, value) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_lib.sandbox", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m course_lib.tooling.sandbox", description=__doc__.splitlines()[0])
     p.add_argument("--isolate", action="store_true", help="set up the mounts (inside fresh namespaces)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--hide", action="append", default=[])
@@ -166,7 +166,7 @@ def isolation_available() -> bool:
             try:
                 probe = subprocess.run(
                     [*UNSHARE, sys.executable, "-c",
-                     "import course_lib.sandbox as s; s._mount(None, '/', None, s.MS_REC | s.MS_PRIVATE)"],
+                     "import course_lib.tooling.sandbox as s; s._mount(None, '/', None, s.MS_REC | s.MS_PRIVATE)"],
                     capture_output=True, timeout=30)
                 _AVAILABLE = probe.returncode == 0
             except (OSError, subprocess.TimeoutExpired):
@@ -180,7 +180,7 @@ _AVAILABLE = None
 def command(cmd: list[str], workdir: str, hide=(), mem_mb=None, cpu_seconds=None, isolate=None) -> list[str]:
     """The argv that runs ``cmd`` in ``workdir`` under the sandbox (isolated when available)."""
     isolate = isolation_available() if isolate is None else isolate
-    inner = [sys.executable, "-m", "course_lib.sandbox", "--workdir", str(workdir)]
+    inner = [sys.executable, "-m", "course_lib.tooling.sandbox", "--workdir", str(workdir)]
     if isolate:
         inner.append("--isolate")
         for h in hide:

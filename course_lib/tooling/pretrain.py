@@ -25,7 +25,7 @@ def run_notebook(path: Path, quick: bool = False, timeout: float | None = TOTAL_
                  cell_timeout: float | None = CELL_TIMEOUT) -> float:
     """Execute one notebook in a fresh kernel (full mode unless ``quick``); returns seconds.
 
-    With a per-cell and a total time limit (:func:`course_lib.execution.run_cells`, which also
+    With a per-cell and a total time limit (:func:`course_lib.tooling.execution.run_cells`, which also
     never waits on a kernel that does not report "idle" after its last reply); when one runs out,
     or the kernel dies, raises RuntimeError saying which cell and which limit.
     """

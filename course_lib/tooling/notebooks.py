@@ -60,7 +60,7 @@ class Problem:
 
 def repo_root() -> Path:
     """The course repository: the folder holding ``course_lib/``, else the working directory."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     if (here / "notebooks").is_dir() or (here / "solutions").is_dir():
         return here
     return Path.cwd()

@@ -3,7 +3,7 @@
 Drives the distribution's ``chromium`` over the DevTools protocol (``websocket-client``, which
 Jupyter already installs): every request the page makes is recorded, and any that would leave the
 machine (not ``file:``, ``data:``, ``blob:`` or ``about:``) is reported; host names do not resolve
-in this browser, so nothing can leave in any case. ``python -m course_lib.browser DECK.html``
+in this browser, so nothing can leave in any case. ``python -m course_lib.tooling.browser DECK.html``
 prints the report of a deck (``--screenshots DIR`` saves a PNG of every slide that overflows).
 """
 from __future__ import annotations
@@ -271,7 +271,7 @@ def describe_deck(report: dict, name: str = "") -> str:
 def main(argv=None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m course_lib.browser", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m course_lib.tooling.browser", description=__doc__.splitlines()[0])
     p.add_argument("decks", nargs="+", metavar="DECK.html")
     p.add_argument("--screenshots", metavar="DIR", help="save a PNG of each slide that does not fit")
     p.add_argument("--json", action="store_true", help="print the full reports as JSON")

@@ -2,12 +2,12 @@
 
 Each lesson is executed in a fresh kernel (quick mode by default; ``--full`` uses full mode,
 which loads the models that ``pretrain`` cached) by :func:`execute_notebook`, with a per-cell
-and a total time limit (:func:`course_lib.execution.run_cells`: a kernel that never reports
+and a total time limit (:func:`course_lib.tooling.execution.run_cells`: a kernel that never reports
 "idle" cannot stall it). The executed notebook is then prepared for the room
 (:func:`prepare_for_slides`: ``skip`` cells and ``remove-cell`` cells dropped, ``remove-input``
 / ``hide-input`` code hidden, widget outputs replaced by their still image and "try it in
 JupyterLab", figures drawn with ``static/slides.matplotlibrc``) and written as
-``build/slides/NN_name.slides.html`` with reveal.js 5 and MathJax 3 from ``course_lib/static``
+``build/slides/NN_name.slides.html`` with reveal.js 5 and MathJax 3 from ``course_lib/tooling/static``
 (copied to ``build/slides/_static``): the decks need no network.
 
 Executed notebooks are cached in ``build/executed/`` keyed by the notebook's code cells, the mode
@@ -147,15 +147,11 @@ def execute_notebook(path: str | Path, quick: bool = True, cell_timeout: float |
     return Execution(nb, seconds, errors)
 
 
-_NOT_IN_KEY = {"slides.py", "site.py", "browser.py", "__main__.py", "pretrain.py", "grading.py", "sandbox.py",
-               "release.py", "exercises.py", "notebooks.py", "bench.py"}
-
-
 def _library_hash() -> str:
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # course_lib: what the lessons import (not the tooling)
     for p in sorted(here.rglob("*.py")):
-        if p.name not in _NOT_IN_KEY:  # the delivery tooling does not change what a lesson computes
+        if "tooling" not in p.relative_to(here).parts:  # the delivery tooling does not change what a lesson computes
             h.update(p.read_bytes())
     h.update((STATIC / "slides.matplotlibrc").read_bytes())
     return h.hexdigest()[:16]
@@ -261,7 +257,7 @@ def prepare_for_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def copy_static(dest: Path) -> Path:
-    """Copy course_lib/static (reveal.js, MathJax, the course CSS) to ``dest`` (replacing it)."""
+    """Copy course_lib/tooling/static (reveal.js, MathJax, the course CSS) to ``dest`` (replacing it)."""
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(STATIC, dest, ignore=shutil.ignore_patterns("*.md", "*.matplotlibrc"))
