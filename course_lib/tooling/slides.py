@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,10 +258,29 @@ def prepare_for_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def copy_static(dest: Path) -> Path:
-    """Copy course_lib/tooling/static (reveal.js, MathJax, the course CSS) to ``dest`` (replacing it)."""
+    """Copy course_lib/tooling/static (reveal.js, MathJax, the course CSS) to ``dest`` (replacing it).
+
+    Copied beside ``dest`` first and renamed into place, so two builds writing the same folder at
+    once never see a half-copied or half-deleted one.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=".static-", dir=dest.parent))
+    shutil.copytree(STATIC, fresh / "s", ignore=shutil.ignore_patterns("*.md", "*.matplotlibrc"))
+    old = None
     if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(STATIC, dest, ignore=shutil.ignore_patterns("*.md", "*.matplotlibrc"))
+        old = dest.with_name(f".{dest.name}-old-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.replace(dest, old)
+        except OSError:
+            old = None
+    try:
+        os.replace(fresh / "s", dest)
+    except OSError:  # another build put its (identical) copy there first
+        pass
+    shutil.rmtree(fresh, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return dest
 
 
