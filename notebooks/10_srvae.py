@@ -163,14 +163,14 @@ plt.show()
 # $$\begin{aligned}\mathrm{ELBO} = {}& \underbrace{\mathbb{E}_{q(z \mid x)}\log p(x \mid y, z)}_{\text{detail}}
 #  + \underbrace{\mathbb{E}_{q(u \mid y)}\log p(y \mid u)}_{\text{low resolution}} \\
 #  & - \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big)
-#  - \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \tag{15}$$
+#  - \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \qquad (15)$$
 #
 # Two Gaussian decoders (eq. 16), each with its own **learned** deviation:
 # $p(x \mid y, z) = \mathcal{N}(\hat x(y, z), \gamma_1^2 I)$ and $p(y \mid u) = \mathcal{N}(\hat y(u), \gamma_2^2 I)$; so (eq. 17-19)
 #
 # $$\begin{aligned}-\mathrm{ELBO} = {}& k_x\log\gamma_1 + \mathbb{E}\frac{\|x - \hat x\|^2}{2\gamma_1^2}
 #  + k_y\log\gamma_2 + \mathbb{E}\frac{\|y - \hat y\|^2}{2\gamma_2^2} \\
-#  & + \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big) + \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \tag{19}$$
+#  & + \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big) + \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \qquad (19)$$
 #
 # (the seed writes one $k$ for both decoders: it is $k_x = 784$ for $x$ and $k_y = 49$ for $y$.)
 
