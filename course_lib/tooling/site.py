@@ -10,11 +10,9 @@ shipped in ``course_lib/tooling/static`` (no network), the decks under ``slides/
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -148,20 +146,8 @@ def build_site(out: str | Path | None = None, quick: bool = True, cache=None, lo
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_lib site", description=__doc__.splitlines()[0])
-    p.add_argument("lessons", nargs="*", metavar="LESSON", help="01, 01_autoencoders ... (default: every lesson)")
-    p.add_argument("--full", action="store_true", help="full mode (load the models cached by `pretrain`)")
-    p.add_argument("--out", default=None, help="output folder (default: build/site)")
-    p.add_argument("--cell-timeout", type=float, default=slides.CELL_TIMEOUT, metavar="SECONDS")
-    p.add_argument("--timeout", type=float, default=slides.TOTAL_TIMEOUT, metavar="SECONDS")
-    args = p.parse_args(argv)
-    try:
-        index, problems = build_site(args.out, quick=not args.full, lessons=args.lessons,
-                                     cell_timeout=args.cell_timeout, timeout=args.timeout)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for problem in problems:
-        print(f"problem: {problem}", file=sys.stderr)
-    print(f"open {index} in a browser (no network needed)")
-    return 1 if problems else 0
+    args = slides.build_arguments("python -m course_lib site", __doc__.splitlines()[0], "build/site").parse_args(argv)
+    return slides.run_build(
+        lambda: build_site(args.out, quick=not args.full, lessons=args.lessons, cell_timeout=args.cell_timeout,
+                           timeout=args.timeout),
+        lambda index: print(f"open {index} in a browser (no network needed)"))

@@ -323,22 +323,36 @@ def build_slides(names=(), out: str | Path | None = None, quick: bool = True, ca
     return decks, problems
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_lib slides", description=__doc__.splitlines()[0])
+def build_arguments(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
+    """The options ``slides`` and ``site`` share: lessons, mode, output folder and time limits."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("lessons", nargs="*", metavar="LESSON", help="01, 01_autoencoders or a path (default: every lesson)")
     p.add_argument("--full", action="store_true", help="full mode (load the models cached by `pretrain`)")
-    p.add_argument("--out", default=None, help="output folder (default: build/slides)")
+    p.add_argument("--out", default=None, help=f"output folder (default: {default_out})")
     p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS", help="limit per cell")
     p.add_argument("--timeout", type=float, default=TOTAL_TIMEOUT, metavar="SECONDS", help="limit per lesson")
-    args = p.parse_args(argv)
+    return p
+
+
+def run_build(build, report) -> int:
+    """``build()`` gives (result, problems): print the problems, then ``report(result)``; the exit status."""
     try:
-        decks, problems = build_slides(args.lessons, out=args.out, quick=not args.full,
-                                       cell_timeout=args.cell_timeout, timeout=args.timeout)
+        result, problems = build()
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
-    if decks:
-        print(f"{len(decks)} deck(s) in {decks[0].parent}; open one in a browser (no network needed).")
+    report(result)
     return 1 if problems else 0
+
+
+def main(argv=None) -> int:
+    args = build_arguments("python -m course_lib slides", __doc__.splitlines()[0], "build/slides").parse_args(argv)
+
+    def report(decks):
+        if decks:
+            print(f"{len(decks)} deck(s) in {decks[0].parent}; open one in a browser (no network needed).")
+
+    return run_build(lambda: build_slides(args.lessons, out=args.out, quick=not args.full,
+                                          cell_timeout=args.cell_timeout, timeout=args.timeout), report)
