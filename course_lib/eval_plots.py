@@ -5,8 +5,6 @@ Every function takes numbers the lesson computed, draws one figure (colour-blind
 """
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch

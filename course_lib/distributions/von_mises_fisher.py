@@ -29,7 +29,6 @@ from numbers import Number
 
 import torch
 from torch.distributions import Distribution, constraints, register_kl
-from torch.distributions.utils import broadcast_all  # noqa: F401  (kept for readers comparing with torch)
 
 __all__ = [
     "VonMisesFisher",

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import os
 import secrets
 import shutil
@@ -34,7 +33,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, TextIO
 
@@ -646,9 +645,9 @@ def grade(paths: Iterable[str | Path], solutions_dir: str | Path = "solutions", 
             finally:
                 pool.shutdown(wait=False, cancel_futures=True)
     except KeyboardInterrupt:
-        for km in list(grader.managers):
-            from .execution import kill_process_tree
+        from .execution import kill_process_tree
 
+        for km in list(grader.managers):
             kill_process_tree(km)
         with lock:
             rows_out.flush_rest()
@@ -694,10 +693,3 @@ def write_gradebook(results: Iterable[Result], path: str | Path) -> None:
             row["total"] = _num(sum(r.points for r in mine))
             row["max_total"] = _num(sum(r.max_points for r in mine))
             w.writerow(row)
-
-
-def gradescope_json(results: list[Result]) -> str:
-    """One submission's results in Gradescope's autograder format (``results.json``)."""
-    tests = [{"name": r.exercise, "score": _num(r.points), "max_score": _num(r.max_points),
-              "status": "passed" if r.status == "passed" else "failed", "output": r.message} for r in results]
-    return json.dumps({"score": _num(sum(r.points for r in results)), "tests": tests}, indent=2)
