@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install lab test slides site pretrain build grade bench clean
+.PHONY: install lab test slides site pretrain claims build grade bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: install
 # Instructors: train and cache every lesson's models in full mode before class.
 pretrain: install
 	$(BIN)/python -m course_lib pretrain
+
+# Every lesson under course seeds 0-4 (quick mode): each claim a lesson asserts must hold on every seed.
+# `make claims CLAIMS_ARGS="--full 04"` runs lesson 4 in full mode; the report is in build/claims/.
+CLAIMS_ARGS ?=
+claims: install
+	$(BIN)/python -m course_lib claims --seeds 0 1 2 3 4 $(CLAIMS_ARGS)
 
 build: install
 	$(BIN)/python -m course_lib build

@@ -8,6 +8,14 @@ of MNIST, bigger models, more epochs) is the default where CUDA is available.
 the sizes they need from :func:`pick` in one visible cell, so that nothing else
 differs between the two modes.
 
+``COURSE_SEED=N`` (default 0) changes every random number a lesson draws: each
+seed a lesson names (``seed_everything(k)``, ``make_generator(k)``, ``fit(seed=k)``)
+is turned into :func:`derive_seed` ``(k)``, which equals ``k`` for ``COURSE_SEED=0``
+and differs for every other course seed. A claim a lesson asserts must hold for
+every course seed (``python -m course_lib claims --seeds 0 1 2 3 4`` checks it). The data
+stay the same under every course seed (the quick-mode split, the static binarization of a
+test set): the seed moves what a lesson draws (initial weights, batches, noise, samples).
+
 Quick mode also runs PyTorch on one CPU thread (unless ``OMP_NUM_THREADS`` says
 otherwise): its models are so small that a second thread only adds
 synchronisation, which on a busy machine (a CI runner, a grader marking a class)
@@ -21,7 +29,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "is_quick", "mode_reason", "QUICK", "pick", "describe"]
+__all__ = ["get_device", "seed_everything", "course_seed", "derive_seed", "make_generator", "is_quick", "mode_reason", "QUICK", "pick", "describe"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -93,16 +101,53 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch (CPU and every GPU); returns a seeded CPU generator."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+def course_seed() -> int:
+    """The course seed: the integer in ``COURSE_SEED`` (default 0), read at call time."""
+    value = os.environ.get("COURSE_SEED", "").strip()
+    if not value:
+        return 0
+    try:
+        seed = int(value)
+    except ValueError:
+        raise ValueError(f"COURSE_SEED={value!r} is not an integer; use e.g. COURSE_SEED=3, or unset it "
+                         "(seed 0).") from None
+    if seed < 0:
+        raise ValueError(f"COURSE_SEED={seed} is negative; use an integer >= 0.")
+    return seed
+
+
+_SEED_STRIDE = 1_000_003  # a prime larger than any seed a lesson names: derived seeds never collide
+
+
+def derive_seed(seed: int = 0) -> int:
+    """The seed actually used for a lesson's seed ``seed``: ``seed + 1,000,003 * COURSE_SEED``.
+
+    With ``COURSE_SEED`` unset (or 0) it is ``seed`` itself, so the default course is reproducible
+    run to run; every other course seed moves every draw of the lesson.
+    """
+    return int(seed) + _SEED_STRIDE * course_seed()
+
+
+def make_generator(seed: int = 0) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`derive_seed` ``(seed)``: the lessons' private streams."""
     g = torch.Generator()
-    g.manual_seed(seed)
+    g.manual_seed(derive_seed(seed))
     return g
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) with :func:`derive_seed` ``(seed)``.
+
+    Returns a CPU generator seeded the same way. ``COURSE_SEED`` therefore changes every
+    lesson's weights, batches and samples, while ``COURSE_SEED=0`` keeps seed ``seed`` as is.
+    """
+    actual = derive_seed(seed)
+    random.seed(actual)
+    np.random.seed(actual % (2**32))
+    torch.manual_seed(actual)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(actual)
+    return make_generator(seed)
 
 
 def describe() -> str:
@@ -110,4 +155,6 @@ def describe() -> str:
     mode = "QUICK (5,000 MNIST digits, small models)" if is_quick() else "FULL (all of MNIST, full-size models)"
     dev = get_device()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
-    return f"mode: {mode}, because {mode_reason()} | device: {name} | torch {torch.__version__}"
+    seed = course_seed()
+    return (f"mode: {mode}, because {mode_reason()} | course seed {seed}"
+            f"{'' if seed else ' (set COURSE_SEED=N for another)'} | device: {name} | torch {torch.__version__}")

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .data import ImageData
-from .runtime import get_device
+from .runtime import derive_seed, get_device
 
 __all__ = ["fit", "History", "TrainingDiverged", "evaluate_terms", "default_checkpoint_dir", "checkpoint_key"]
 
@@ -219,10 +219,14 @@ def fit(model: nn.Module, train, val=None, *, epochs: int, batch_size: int = 128
       configuration exists (``retrain=True`` trains anyway), else trains and saves.
     - ``amp``: bfloat16 autocast on CUDA; ``None`` turns it on for convolutional models.
     - ``callbacks``: functions ``cb(model, epoch, history)`` called after each epoch.
+    - ``seed``: the run's seed, moved by ``COURSE_SEED`` (:func:`course_lib.runtime.derive_seed`); ``None``
+      leaves the global random state as it is.
     - A NaN or infinite term stops training with :class:`TrainingDiverged`, naming the
       epoch, the step and the term.
     """
     device = get_device(device)
+    if seed is not None:  # COURSE_SEED moves every training run (derive_seed(k) == k for course seed 0)
+        seed = derive_seed(seed)
     callbacks = list(callbacks)
     train = _as_data(train)
     val = _as_data(val)

@@ -32,14 +32,15 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from course_lib import ae_figures, plots
+from course_lib import plots
+from course_lib.figures import autoencoders as figs
 from course_lib.classifier import get_classifier
 from course_lib.data import lesson_dataset
 from course_lib.losses import reconstruction_error
 from course_lib.models import Autoencoder, ConvAutoencoder
 from course_lib.pca import PCA
 from course_lib.plots import PALETTE
-from course_lib.runtime import describe, get_device, pick, seed_everything
+from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
 from course_lib.train import fit
 from course_lib.widgets import decode_point, latent_plane_explorer
 
@@ -98,7 +99,7 @@ print(train, test, sep="\n")
 # and `encode(x)` flattens the image first, `decode(z)` gives the image its shape back.
 
 # %%
-torch.manual_seed(1)
+seed_everything(1)
 ae = Autoencoder(train.shape, latent_dim=LATENT, hidden=HIDDEN, recon="bce").to(device)
 x = test.images[:5]
 z = ae.encode(x)            # z = E(x)
@@ -168,7 +169,7 @@ assert torch.isinf(bce_naive(far, torch.zeros(2))[0]), "sigmoid(40) rounds to 1 
 assert torch.allclose(bce_with_logits(far, torch.zeros(2)), torch.tensor([40.0, 0.0]), atol=1e-6)
 
 # %% slideshow={"slide_type": "subslide"}
-fig = ae_figures.pixel_penalties(bce_with_logits, targets=(1.0, 0.5))
+fig = figs.pixel_penalties(bce_with_logits, targets=(1.0, 0.5))
 h_half = bce_with_logits(torch.tensor(0.0), torch.tensor(0.5))
 assert abs(h_half - math.log(2)) < 1e-6, "at x = x_hat = 0.5 the BCE is the binary entropy H(0.5) = log 2"
 e_ = torch.linspace(-1, 1, 201)
@@ -222,7 +223,7 @@ print(f"loss of the batch before the step: {loss.item():.2f} nats per example")
 # and saves the weights (`checkpoint=`): running the cell again loads them.
 
 # %%
-torch.manual_seed(1)
+seed_everything(1)
 ae = Autoencoder(train.shape, latent_dim=LATENT, hidden=HIDDEN, recon="bce")
 hist_ae = fit(ae, train, test, epochs=EPOCHS, batch_size=BATCH, lr=LR, checkpoint="lesson01-ae")
 print(hist_ae.summary())
@@ -265,7 +266,7 @@ with torch.no_grad():
     }
     per_example = {k: reconstruction_error(v, xs, k) for k, v in [("mse", xh), ("mae", xh), ("bce", logit_s)]}
 
-fig = ae_figures.penalty_maps(xs, xh, maps)
+fig = figs.penalty_maps(xs, xh, maps)
 
 # %% slideshow={"slide_type": "subslide"}
 assert torch.allclose(maps["(x - x_hat)^2"].flatten(1).sum(1), per_example["mse"], rtol=1e-5)
@@ -304,12 +305,12 @@ assert share["(x - x_hat)^2"] > share["|x - x_hat|"], "the squared error concent
 # (`Autoencoder(..., noise=sigma)` does this in training mode; in evaluation mode it reconstructs its input.)
 
 # %% slideshow={"slide_type": "subslide"}
-torch.manual_seed(1)
+seed_everything(1)
 dae = Autoencoder(train.shape, latent_dim=LATENT, hidden=HIDDEN, recon="bce", noise=NOISE)
 hist_dae = fit(dae, train, test, epochs=EPOCHS, batch_size=BATCH, lr=LR, checkpoint="lesson01-dae")
 print(hist_dae.summary())
 
-noise_gen = torch.Generator().manual_seed(123)
+noise_gen = make_generator(123)
 with torch.no_grad():
     delta = NOISE * torch.randn(x_test.shape, generator=noise_gen).to(device)
     x_noisy = (x_test + delta).clamp(0, 1)                               # x_tilde, a fixed draw
@@ -344,7 +345,7 @@ ax = plots.show_images(grid, nrow=k, title=f"Rows: noisy input (σ = {NOISE}), p
 # convolutions (Masci et al., 2011; Guo et al., 2017, the slides' example).
 
 # %% slideshow={"slide_type": "subslide"}
-torch.manual_seed(1)
+seed_everything(1)
 cae = ConvAutoencoder(train.shape, latent_dim=LATENT, channels=CHANNELS, recon="bce")
 print(cae.encoder)
 
@@ -379,7 +380,7 @@ for k, (p, e) in table.items():
     print(f"{k:<24} {p:>10,} {e:>20.3f}")
 
 # %% slideshow={"slide_type": "subslide"}
-fig = ae_figures.model_bars(table, LATENT)
+fig = figs.model_bars(table, LATENT)
 assert table["convolutional AE"][0] < table["fully connected AE"][0], "weight sharing: fewer parameters"
 assert table["convolutional AE"][1] < min(table[k][1] for k in table if k != "convolutional AE"), \
     "and the lowest error of the three"
@@ -417,7 +418,7 @@ assert torch.allclose(pca2.reconstruct(train.images).flatten(1).double(), x_pca,
 print(f"2 principal components explain {lam[:2].sum() / lam.sum():.0%} of the variance")
 
 # %% slideshow={"slide_type": "subslide"}
-torch.manual_seed(1)
+seed_everything(1)
 ae2 = Autoencoder(train.shape, latent_dim=2, hidden=HIDDEN, recon="mse")    # the same loss as PCA
 hist_ae2 = fit(ae2, train, test, epochs=EPOCHS, batch_size=BATCH, lr=LR, checkpoint="lesson01-ae2")
 print(hist_ae2.summary())
@@ -498,7 +499,7 @@ with torch.no_grad():
     codes_train = ae.encode(train.images)
     m_codes, S_codes = codes_train.mean(0), torch.cov(codes_train.T)
     kl_codes = 0.5 * (S_codes.trace() + m_codes @ m_codes - LATENT - torch.logdet(S_codes))    # eq. (5), nats
-fig = ae_figures.code_histograms(codes_train, shown=4)
+fig = figs.code_histograms(codes_train, shown=4)
 print(f"KL(N(m, S) || N(0, I)) = {kl_codes:.1f} nats for d = {LATENT}; code means {m_codes.abs().mean():.1f} "
       f"in absolute value, standard deviations {S_codes.diag().sqrt().mean():.1f} (N(0, I): 0 and 1)")
 assert kl_codes > LATENT, "the codes are far from N(0, I): more than 1 nat per latent dimension"
@@ -523,7 +524,7 @@ for k in sets:
           f"classifier confidence {confidence[k]:.2f}")
 
 # %% slideshow={"slide_type": "subslide"}
-fig = ae_figures.confidence_bars(confidence, f"How digit-like are decoded codes? (d = {LATENT})")
+fig = figs.confidence_bars(confidence, f"How digit-like are decoded codes? (d = {LATENT})")
 assert nearest["matched N(m, S)"] > 1.3 * nearest["test codes E(x)"], "matched draws land far from the codes"
 assert nearest["N(0, I)"] > nearest["test codes E(x)"], "and so do N(0, I) draws"
 assert confidence["test codes E(x)"] > confidence["matched N(m, S)"] + 0.05, "their decodings are less digit-like"
@@ -557,8 +558,8 @@ with torch.no_grad():
     probs_u = clf.probs(ae2.generate(u))
     probs_rec = clf.probs(ae2.reconstruct(test.images))
     freq = torch.bincount(probs_u.argmax(1), minlength=10).float() / N_GEN      # classes the box produces
-    grid_images = ae2.generate(ae_figures.box_grid_codes(lo, hi, 15).to(device))
-fig = ae_figures.latent_box(codes2, train.labels, u[:300], far[:300], lo, hi, grid_images, train.classes)
+    grid_images = ae2.generate(figs.box_grid_codes(lo, hi, 15).to(device))
+fig = figs.latent_box(codes2, train.labels, u[:300], far[:300], lo, hi, grid_images, train.classes)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # What the figure and the numbers below say:

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from course_lib import elbo_figures
+from course_lib.figures import elbo as figs
 from course_lib import toy_models as tm
 from course_lib.plots import PALETTE
 from course_lib.runtime import describe, pick, seed_everything
@@ -138,7 +138,7 @@ x_data, z_data = tm.sample(N_DATA, P_TRUE, SIGMA, generator=generator)
 xs = torch.linspace(-2, 3, N_GRID)
 components = {r"$(1-p)\,\mathcal{N}(x;0,\sigma^2)$": (1 - P_TRUE) * log_normal(xs, 0.0, SIGMA).exp(),
               r"$p\,\mathcal{N}(x;1,\sigma^2)$": P_TRUE * log_normal(xs, 1.0, SIGMA).exp()}
-fig = elbo_figures.evidence(x_data, xs, components, log_evidence(xs, P_TRUE, SIGMA).exp(), x_wide, log_px, naive,
+fig = figs.evidence(x_data, xs, components, log_evidence(xs, P_TRUE, SIGMA).exp(), x_wide, log_px, naive,
                             title=f"Toy model, p = {P_TRUE}, σ = {SIGMA}")
 assert abs(x_data.mean().item() - P_TRUE) < 5 * math.sqrt((SIGMA**2 + P_TRUE * (1 - P_TRUE)) / N_DATA), \
     "the mean of x should be p"
@@ -172,7 +172,7 @@ for sigma in (0.2, 0.5, 1.0):
     assert torch.allclose(r, tm.posterior_z1(xs, P_TRUE, sigma), atol=1e-12)
 
 # %% slideshow={"slide_type": "subslide"}
-fig = elbo_figures.posteriors(xs, curves, P_TRUE, title=f"Exact posterior $p_\\theta(z=1\\mid x)$, p = {P_TRUE}")
+fig = figs.posteriors(xs, curves, P_TRUE, title=f"Exact posterior $p_\\theta(z=1\\mid x)$, p = {P_TRUE}")
 slopes = [(c[0][1:] - c[0][:-1]).max().item() for c in curves.values()]
 assert slopes[0] > slopes[1] > slopes[2], "the smaller sigma, the sharper the posterior"
 assert all(x_half > 0.5 for _, x_half in curves.values()), "the prior favours z = 0: the midpoint moves right of 1/2"
@@ -240,7 +240,7 @@ forward = torch.trapezoid(log_p.exp() * (log_p - log_q), z)           # KL(p || 
 reverse = torch.trapezoid(log_q.exp() * (log_q - log_p), z)           # KL(q || p)
 best = lambda table: (means[table.argmin() // len(sds)].item(), sds[table.argmin() % len(sds)].item())
 fits = {"forward KL(p || q)": best(forward), "reverse KL(q || p)": best(reverse)}
-fig = elbo_figures.kl_fits(z, log_p.exp(), fits, {"KL(p || q) over (m, s)": forward, "KL(q || p) over (m, s)": reverse},
+fig = figs.kl_fits(z, log_p.exp(), fits, {"KL(p || q) over (m, s)": forward, "KL(q || p) over (m, s)": reverse},
                            means, sds)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -377,7 +377,7 @@ pis = torch.linspace(0, 1, N_GRID)
 bound = elbo(x_obs, pis, P_TRUE, SIGMA)
 log_px_obs = log_evidence(torch.tensor(x_obs), P_TRUE, SIGMA).item()
 pi_star = posterior_z1(torch.tensor(x_obs), P_TRUE, SIGMA).item()
-fig = elbo_figures.elbo_curve(pis, bound, log_px_obs, pi_star,
+fig = figs.elbo_curve(pis, bound, log_px_obs, pi_star,
                               title=f"ELBO of q(z=1|x) = π at x = {x_obs} (p = {P_TRUE}, σ = {SIGMA})")
 assert bound.max() <= log_px_obs + 1e-12 and abs(pis[bound.argmax()] - pi_star) <= 1 / (N_GRID - 1)
 
@@ -428,7 +428,7 @@ z_scores = (mc_all - tm.elbo(x_grid[:, 0], pi_q, P_TRUE, SIGMA)) / se_all
 assert z_scores.abs().max() < 5, f"largest |z-score| over {len(z_scores)} x: {z_scores.abs().max():.2f}"
 
 # %% slideshow={"slide_type": "subslide"}
-fig = elbo_figures.mc_running(mc_terms, exact.item(), title=f"Monte Carlo ELBO at x = {x_obs}, π = {pi_q}")
+fig = figs.mc_running(mc_terms, exact.item(), title=f"Monte Carlo ELBO at x = {x_obs}, π = {pi_q}")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Ask: the estimator is unbiased for the ELBO; is exp(estimate) unbiased for exp(ELBO)? Expected answer: no
@@ -537,7 +537,7 @@ curves = {r"average $\log p_\theta(x_i)$": avg_log_lik}
 curves.update({f"bound of EM step {t} (touches at {em_path[t]:.2f})": em_bounds[t] for t in range(3)})
 curves[r"ELBO, best shared $\pi$"] = shared_profile
 paths = {"EM (best q per point)": em_path, "amortised encoder, Adam": amortised_path, r"shared $\pi$, Adam": shared_path}
-fig = elbo_figures.objectives(ps, curves, p_mle, paths, P_TRUE)
+fig = figs.objectives(ps, curves, p_mle, paths, P_TRUE)
 for t in range(3):
     i_t = (ps - em_path[t]).abs().argmin()
     assert (em_bounds[t] <= avg_log_lik + 1e-12).all() and abs(em_bounds[t][i_t] - avg_log_lik[i_t]) < 0.01, \
@@ -609,7 +609,7 @@ def key_equation(p=0.3, sigma=0.5, pi=0.5, x=0.8, show=True):
               "KL(q || p(z))": tm.kl_bernoulli(pi, p).item(),
               "p(z=1|x)": posterior_z1(torch.tensor(x), p, sigma).item()}
     if show:
-        elbo_figures.key_equation_bars(values)
+        figs.key_equation_bars(values)
     return values
 
 

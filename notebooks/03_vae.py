@@ -39,14 +39,15 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch.distributions import Normal, kl_divergence
 
-from course_lib import diagrams, estimators, vae_plots
+from course_lib import estimators
+from course_lib.figures import diagrams, vae as figs
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.losses import bernoulli_nll, gaussian_kl
 from course_lib.models import VAE
 from course_lib.plots import decode_grid, latent_scatter, show_images
-from course_lib.runtime import describe, get_device, pick, seed_everything
+from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
 from course_lib.train import evaluate_terms, fit
-from course_lib.vae_plots import isolated_pixels, total_variation
+from course_lib.figures.vae import isolated_pixels, total_variation
 from course_lib.widgets import decode_point, latent_sliders
 
 generator = seed_everything(0)
@@ -168,11 +169,11 @@ assert path_mu.var() < score_mu.var() and path_sigma.var() < score_sigma.var(), 
 
 # %%
 f, expectation, grad_mu, grad_sigma = estimators.quadratic_objective(mu0, sigma0)
-g = torch.Generator().manual_seed(1)
+g = make_generator(1)
 lib_score = estimators.score_function_grad(f, mu0, sigma0, N_DRAWS, generator=g)
-g = torch.Generator().manual_seed(1)
+g = make_generator(1)
 lib_path = estimators.pathwise_grad(f, mu0, sigma0, N_DRAWS, generator=g)
-eps_same = torch.randn(N_DRAWS, generator=torch.Generator().manual_seed(1))
+eps_same = torch.randn(N_DRAWS, generator=make_generator(1))
 z_same = mu0 + sigma0 * eps_same
 assert torch.allclose(lib_score[0], z_same**2 * (z_same - mu0) / sigma0**2)
 assert torch.allclose(lib_path[0], 2 * z_same) and torch.allclose(lib_path[1], 2 * z_same * eps_same)
@@ -237,7 +238,7 @@ se_path = torch.stack([stderr_of_average(pw_mu, int(S)) for S in S_values])
 assert torch.allclose(se_path, (4 * s_fixed**2 / S_values).sqrt(), rtol=0.2), "std of an S-sample average = sd / sqrt(S)"
 
 # %% slideshow={"slide_type": "subslide"}
-vae_plots.estimator_variance_figure(sigmas, var_score, theory_score, var_path, theory_path, S_values, se_score,
+figs.estimator_variance_figure(sigmas, var_score, theory_score, var_path, theory_path, S_values, se_score,
                                     se_path, mu0, s_fixed)
 plt.show()
 
@@ -327,7 +328,7 @@ assert torch.allclose(kl_to_standard_normal(torch.zeros(1, LATENT), torch.zeros(
 print(f"closed form vs Monte Carlo ({N_KL} samples) on 16 examples: largest |z-score| {z_scores.abs().max():.2f}")
 
 # %% slideshow={"slide_type": "subslide"}
-vae_plots.kl_figure(kl_to_standard_normal, kl_closed, kl_mc, kl_se, LATENT)
+figs.kl_figure(kl_to_standard_normal, kl_closed, kl_mc, kl_se, LATENT)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -349,9 +350,9 @@ plt.show()
 # logits near 0 every one of the 784 pixels costs about log 2 = 0.69 nats, and 784 log 2 = 543.
 
 # %%
-torch.manual_seed(123)
+seed_everything(123)
 terms = vae.loss(x)
-torch.manual_seed(123)
+seed_everything(123)
 mu, logvar = vae.encoder_params(x)
 z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 by_hand = bernoulli_nll(vae.decoder(z).view_as(x), x).mean() + kl_to_standard_normal(mu, logvar).mean()
@@ -460,7 +461,7 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The samples are the means plus **independent** per-pixel coin flips: salt-and-pepper noise around the strokes.
-# Measured by the total variation (the sum of $|$differences$|$ between neighbouring pixels, `vae_plots.total_variation`;
+# Measured by the total variation (the sum of $|$differences$|$ between neighbouring pixels, `figs.total_variation`;
 # small for clean strokes, large for speckle) and by the number of isolated "on" pixels (no "on" neighbour):
 
 # %%
@@ -626,7 +627,7 @@ def sample_aggregated_posterior(model, images, n, generator=None):
 # %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     z_agg2 = sample_aggregated_posterior(vae2, train_bin.images, 20_000, generator).cpu()
-vae_plots.aggregated_posterior_figure(z_agg2)
+figs.aggregated_posterior_figure(z_agg2)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -662,7 +663,7 @@ assert 0 < kl_moment < 0.1 * mean_kl_per_example, "the aggregate is much closer 
 with torch.no_grad():
     gen_agg = vae.generate(sample_aggregated_posterior(vae, train_bin.images, 400, generator))
     gen_pri = vae.generate(torch.randn(400, LATENT, generator=generator).to(device))
-vae_plots.aggregate_vs_prior_figure(gen_agg[:20], gen_pri[:20], m_agg, cov_agg.diag())
+figs.aggregate_vs_prior_figure(gen_agg[:20], gen_pri[:20], m_agg, cov_agg.diag())
 plt.show()
 h_agg, h_pri = decoder_entropy(gen_agg).mean(), decoder_entropy(gen_pri).mean()
 print(f"blur (entropy of p(x|z), nats per image): option 1 {h_agg:.1f}, option 2 {h_pri:.1f}")

@@ -35,13 +35,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from course_lib import losses, vae_plots
+from course_lib import losses
+from course_lib.figures import vae as figs
 from course_lib.classifier import get_classifier
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.models import VAE
 from course_lib.models.vae import AutoregressiveVAE, per_dim_kl
 from course_lib.plots import show_images
-from course_lib.runtime import describe, get_device, pick, seed_everything
+from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
 from course_lib.schedules import kl_warmup, warmup_beta
 from course_lib.train import evaluate_terms, fit
 
@@ -162,7 +163,7 @@ for b, r, d in zip(BETAS, rates, distortions):
 print(f"D0 (the mean image, R = 0): {D0:.2f}")
 
 # %% slideshow={"slide_type": "subslide"}
-vae_plots.rate_distortion_figure(BETAS, rates, distortions, D0)
+figs.rate_distortion_figure(BETAS, rates, distortions, D0)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -190,7 +191,7 @@ assert neg_elbo[BETAS.index(1.0)] <= neg_elbo.min() + 1.0, f"beta = 1 should (ab
 # %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     recs = {b: m.reconstruct(x_show) for b, m in sweep.items()}
-    samples = {b: m.sample(8, generator=torch.Generator().manual_seed(0)) for b, m in sweep.items()}
+    samples = {b: m.sample(8, generator=make_generator(0)) for b, m in sweep.items()}
 fig, axes = plt.subplots(1, 2, figsize=(13, 0.95 * len(BETAS) + 2))
 show_images(torch.cat([x_show] + [recs[b] for b in BETAS]), nrow=8, ax=axes[0],
             title="Test images (top), reconstructions,\nβ = " + ", ".join(f"{b:g}" for b in BETAS) + " (rows)")
@@ -207,7 +208,7 @@ plt.show()
 # %%
 classifier = get_classifier(train.name, device=device)
 with torch.no_grad():
-    probs = {b: classifier.probs(m.sample(500, generator=torch.Generator().manual_seed(1))) for b, m in sweep.items()}
+    probs = {b: classifier.probs(m.sample(500, generator=make_generator(1))) for b, m in sweep.items()}
 conf = {b: p.max(1).values.mean().item() for b, p in probs.items()}
 diversity = {b: torch.distributions.Categorical(probs=p.mean(0)).entropy().item() for b, p in probs.items()}
 print("beta:       " + "  ".join(f"{b:5g}" for b in BETAS))
@@ -313,7 +314,7 @@ print("active units, Burda A_j > 0.01:", n_burda)
 # when it changes with beta, not its exact value.
 
 # %% slideshow={"slide_type": "subslide"}
-vae_plots.kl_per_dim_figure(kl_dims, BETAS, ACTIVE_NATS, n_active)
+figs.kl_per_dim_figure(kl_dims, BETAS, ACTIVE_NATS, n_active)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -414,10 +415,10 @@ def mse_beta_loss(model, x, beta):
 # %% slideshow={"slide_type": "fragment"}
 gamma = 0.3
 gm = VAE(train.shape, latent_dim=LATENT, hidden=HIDDEN, likelihood="gaussian", gamma=gamma).to(device)
-torch.manual_seed(0)
+seed_everything(0)
 loss_gauss = gm.loss(test.images)["loss"]
 g_gauss = torch.autograd.grad(loss_gauss, list(gm.parameters()))
-torch.manual_seed(0)                                               # the same epsilon
+seed_everything(0)                                               # the same epsilon
 loss_mse = mse_beta_loss(gm, test.images, beta=2 * gamma ** 2)
 g_mse = torch.autograd.grad(loss_mse, list(gm.parameters()))
 const = K * math.log(gamma) + 0.5 * K * math.log(2 * math.pi)
@@ -459,7 +460,7 @@ gauss_learned = train_gaussian("learned", "lesson04-mnist-gauss-learned")
 decoders = {"Gaussian, γ = 1": gauss_fixed, "Gaussian, learned γ": gauss_learned}
 with torch.no_grad():
     dec_recs = [m.reconstruct(test.images[:8]).clamp(0, 1) for m in decoders.values()]
-    dec_samples = [m.sample(8, generator=torch.Generator().manual_seed(0)).clamp(0, 1) for m in decoders.values()]
+    dec_samples = [m.sample(8, generator=make_generator(0)).clamp(0, 1) for m in decoders.values()]
     dec_kl = {n: evaluate_terms(m, test)["kl"] for n, m in decoders.items()}
     dec_mse = {n: ((m.reconstruct(test.images) - test.images) ** 2).mean().item() for n, m in decoders.items()}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.2))
@@ -490,7 +491,7 @@ assert dec_mse["Gaussian, learned γ"] < 0.7 * dec_mse["Gaussian, γ = 1"], "lea
 # to the RMSE of the reconstructions it was trained on ($z \sim q_\phi$, training data), and eq. 3 is smallest at $\gamma^\star$.
 
 # %%
-torch.manual_seed(0)
+seed_everything(0)
 with torch.no_grad():
     x_hat_tr = gauss_learned.decode(gauss_learned.encode(train.images).sample()).mean
 gamma_star = ((train.images - x_hat_tr) ** 2).mean().sqrt()       # the closed form
@@ -502,7 +503,7 @@ with torch.no_grad():
     kl_tr = losses.gaussian_kl(*gauss_learned.encoder_params(train.images)).mean()
 
 # %% slideshow={"slide_type": "subslide"}
-vae_plots.gamma_curve_figure(gammas, nll + kl_tr, gamma_star, gamma_learned)
+figs.gamma_curve_figure(gammas, nll + kl_tr, gamma_star, gamma_learned)
 plt.show()
 assert (nll_star <= nll + 1e-3).all(), "eq. 3 should be smallest at gamma* = RMSE"
 assert abs(gamma_learned - gamma_star.item()) < 0.1 * gamma_star.item(), (gamma_learned, gamma_star.item())
@@ -569,7 +570,7 @@ for name, (m, _) in runs.items():
           f" | active units {res[name]['active']:2d}/{LATENT} | smallest KL_j {kl_j.min():.3f} nats")
 
 # %% slideshow={"slide_type": "subslide"}
-vae_plots.collapse_figure([h for _, h in runs.values()], EPOCHS, list(runs), [r["active"] for r in res.values()],
+figs.collapse_figure([h for _, h in runs.values()], EPOCHS, list(runs), [r["active"] for r in res.values()],
                           LATENT)
 plt.show()
 
@@ -658,7 +659,7 @@ def beta_panel(beta, n=8, show=True):
     """Rate, distortion, active units, reconstructions and samples of the sweep's model for this beta."""
     m = sweep[beta]
     with torch.no_grad():
-        rec, smp = m.reconstruct(x_show[:n]), m.sample(n, generator=torch.Generator().manual_seed(0))
+        rec, smp = m.reconstruct(x_show[:n]), m.sample(n, generator=make_generator(0))
     out = dict(beta=beta, rate=rd[beta]["kl"], distortion=rd[beta]["recon"], active=n_active[beta],
                reconstructions=rec.cpu(), samples=smp.cpu())
     if show:

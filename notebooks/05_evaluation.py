@@ -30,14 +30,14 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from course_lib import eval_plots
+from course_lib.figures import evaluation as figs
 from course_lib import evaluate as ev
 from course_lib.classifier import get_classifier
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.models import VAE
 from course_lib.models.linear_gaussian import LinearGaussian
 from course_lib.plots import show_images
-from course_lib.runtime import describe, get_device, is_quick, pick, seed_everything
+from course_lib.runtime import describe, get_device, is_quick, pick, make_generator, seed_everything
 from course_lib.train import fit
 from course_lib.widgets import sliders
 
@@ -158,7 +158,7 @@ assert (iwae_bound(lw, zero, zero) >= lw.mean(0)).all(), "log of the mean >= mea
 # $q$ cannot match it and the ELBO has a gap.
 
 # %%
-g = torch.Generator().manual_seed(0)
+g = make_generator(0)
 u, v = torch.randn(2, 5, generator=g, dtype=torch.float64)
 v = (v - (v @ u) / (u @ u) * u) * u.norm() / (v - (v @ u) / (u @ u) * u).norm()   # v orthogonal to u, same norm
 W = torch.stack([u, 0.6 * u + 0.8 * v], dim=1)        # two columns at an angle of arccos(0.6): correlated posterior
@@ -175,7 +175,7 @@ print(f"exact NLL {exact_nll.mean():.4f} nats; ELBO gap of the mean-field q {elb
 # diagonal of M): its gap is pure "approximation gap", a name we meet again in section 5.
 
 # %% slideshow={"slide_type": "subslide"}
-torch.manual_seed(1)
+seed_everything(1)
 lg_rows = {}
 for name, model in [("exact q", lg_exact), ("mean-field q", lg_meanfield)]:
     lg_rows[name] = [ev.iwae_nll(model, x_lg, k=k, reduction="none") for k in KS]
@@ -192,7 +192,7 @@ assert all(gk > -3 * s for gk, s in zip(gap, sem)), "never below the exact NLL (
 assert gap[-1] < 0.1 * elbo_gap, "with enough samples the bound closes 90 % of the ELBO's gap"
 
 # %% slideshow={"slide_type": "subslide"}
-fig, ax = eval_plots.estimator_check_figure(
+fig, ax = figs.estimator_check_figure(
     KS, gap, sem, [float((per - exact_nll).mean()) for per in lg_rows["exact q"]], elbo_gap)
 plt.show()
 
@@ -216,7 +216,7 @@ train = lesson_dataset(DATASET, "train")
 test = lesson_dataset(DATASET, "test")
 test_bin = test.map(binarize_static)                # one fixed binarization of the test set
 
-torch.manual_seed(0)
+seed_everything(0)
 vae = VAE(train.shape, latent_dim=LATENT, hidden=HIDDEN, likelihood="bernoulli")
 history = fit(vae, train, test_bin, epochs=EPOCHS, batch_size=100, lr=1e-3, transform=binarize_dynamic,
               checkpoint=f"lesson05-vae-{train.name}")
@@ -233,7 +233,7 @@ assert rate > 5, "the codes carry information about real 28x28 digits (several n
 # ### NLL against the number of samples
 
 # %%
-torch.manual_seed(2)
+seed_everything(2)
 nll_set = test_bin.take(N_NLL)
 per_k = {k: ev.iwae_nll(vae, nll_set, k=k, reduction="none") for k in KS}
 neg_elbo = -ev.elbo(vae, nll_set, k=10, reduction="none")        # the ELBO, averaged over 10 samples
@@ -249,7 +249,7 @@ diff = neg_elbo - per_k[k_max]
 assert diff.mean() > 3 * diff.std() / math.sqrt(len(diff)), "the IWAE NLL lies below -ELBO"
 
 # %% slideshow={"slide_type": "subslide"}
-fig, ax = eval_plots.nll_vs_k_figure(KS, nll, nll_sem, float(neg_elbo.mean()),
+fig, ax = figs.nll_vs_k_figure(KS, nll, nll_sem, float(neg_elbo.mean()),
                                      f"VAE on binarized {train.name}: NLL estimate vs k")
 plt.show()
 
@@ -302,7 +302,7 @@ if train.name == "mnist":
 # so the approximation gap printed is a lower bound on the true one.
 
 # %% slideshow={"slide_type": "subslide"}
-torch.manual_seed(4)
+seed_everything(4)
 x_gap = test_bin.images[:N_GAP]
 gaps = ev.inference_gaps(vae, x_gap, steps=100, lr=0.05, n_samples=16, k_elbo=500, k_iwae=K_GAP)
 approx, amort = gaps["approximation"], gaps["amortization"]
@@ -317,7 +317,7 @@ if QUICK:
     assert amort.mean() > approx.mean(), "here the encoder, not the Gaussian family, loses more"
 
 # %% slideshow={"slide_type": "subslide"}
-fig, ax = eval_plots.gaps_figure(gaps)
+fig, ax = figs.gaps_figure(gaps)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -420,16 +420,16 @@ assert abs(inception_score(mixed) - ev.inception_score_from_probs(mixed)) < 1e-5
 # compatible with $z$, so it is grey and blurry. Say which one you report.
 
 # %%
-order = torch.randperm(len(test), generator=torch.Generator().manual_seed(0)).to(test.device)
+order = torch.randperm(len(test), generator=make_generator(0)).to(test.device)
 half = len(test) // 2
 reference, held_out = test.images[order[:half]], test.images[order[half:2 * half]]
 with torch.no_grad():
-    p_x = vae.decode(torch.randn(half, LATENT, generator=torch.Generator().manual_seed(1)).to(device))
+    p_x = vae.decode(torch.randn(half, LATENT, generator=make_generator(1)).to(device))
     sets = {"real (other half)": held_out,
             "reconstructions": vae.reconstruct(test_bin.images[order[half:2 * half]]),
             "VAE means E[x|z]": p_x.mean,
             "VAE samples x~p(x|z)": p_x.sample(),
-            "uniform noise": torch.rand(held_out.shape, generator=torch.Generator().manual_seed(2)).to(device)}
+            "uniform noise": torch.rand(held_out.shape, generator=make_generator(2)).to(device)}
 scores = {name: (ev.fid(reference, x, features=classifier), ev.inception_score(x, classifier=classifier))
           for name, x in sets.items()}
 for name, (f, s) in scores.items():
@@ -446,7 +446,7 @@ assert (fid_of["real (other half)"] < fid_of["reconstructions"] < fid_of["VAE me
 assert ev.fid(reference, reference, features=classifier) < 1e-6, "FID of a set against itself is 0"
 assert fid_of["VAE samples x~p(x|z)"] < fid_of["VAE means E[x|z]"], "binary samples are closer in FID than grey means"
 assert is_of["VAE means E[x|z]"] > is_of["VAE samples x~p(x|z)"], "but the IS prefers the means"
-fig, axes = eval_plots.image_sets_figure(sets, scores)
+fig, axes = figs.image_sets_figure(sets, scores)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -465,9 +465,9 @@ plt.show()
 # reference, for several $n$.
 
 # %%
-torch.manual_seed(5)
+seed_everything(5)
 ref_features = ev.features_of(reference, classifier)
-pools = {"VAE means": ev.features_of(vae.sample(N_POOL, generator=torch.Generator().manual_seed(5)), classifier),
+pools = {"VAE means": ev.features_of(vae.sample(N_POOL, generator=make_generator(5)), classifier),
          "real training digits": ev.features_of(train.images[:N_POOL], classifier)}
 spread = ev.fid_spread(ref_features, pools, FID_SIZES, draws=DRAWS)   # {pool: {n: DRAWS FIDs}}
 gen, real = spread["VAE means"], spread["real training digits"]
@@ -491,7 +491,7 @@ assert 300 <= n_2pc <= 5000, "a stable FID (2 % spread) needs several hundred to
 se = lambda v: float(v.std() / math.sqrt(len(v)))  # noqa: E731  (standard error of a mean over draws)
 assert gen[50].mean() - gen[1000].mean() > 2 * math.hypot(se(gen[50]), se(gen[1000])), "biased upwards at small n"
 assert real[50].mean() > 5 * real[1000].mean(), "real vs real: the FID falls roughly as 1/n, far from 0 at n = 50"
-fig, axes = eval_plots.fid_spread_figure(spread, fit_c=c)
+fig, axes = figs.fid_spread_figure(spread, fit_c=c)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -511,15 +511,15 @@ plt.show()
 # under $p_T$ (IWAE, same encoder as proposal: `ev.TemperedPrior`).
 
 # %%
-z_T = torch.randn(half, LATENT, generator=torch.Generator().manual_seed(3)).to(device)   # same z for every T
+z_T = torch.randn(half, LATENT, generator=make_generator(3)).to(device)   # same z for every T
 curve = []
 for T in TEMPERATURES:
     with torch.no_grad():
         x_T = vae.decode(T * z_T).mean
     f_T = ev.features_of(x_T, classifier)
     curve.append({"T": T, "FID": ev.fid(ref_features, f_T), "IS": ev.inception_score(x_T, classifier=classifier),
-                  "grey": eval_plots.grey_fraction(x_T), "spread": float(torch.trace(ev.gaussian_stats(f_T)[1]))})
-torch.manual_seed(6)
+                  "grey": figs.grey_fraction(x_T), "spread": float(torch.trace(ev.gaussian_stats(f_T)[1]))})
+seed_everything(6)
 nll_T = {T: ev.iwae_nll(ev.TemperedPrior(vae, T), nll_set.take(100), k=100, return_std=True)
          for T in TEMPERATURES if T > 0}
 for r in curve:
@@ -534,7 +534,7 @@ for r in curve:
 # %% slideshow={"slide_type": "subslide"}
 at = {r["T"]: r for r in curve}
 real_f = ev.features_of(held_out, classifier)
-grey_real, spread_real = eval_plots.grey_fraction(held_out), float(torch.trace(ev.gaussian_stats(real_f)[1]))
+grey_real, spread_real = figs.grey_fraction(held_out), float(torch.trace(ev.gaussian_stats(real_f)[1]))
 assert abs(at[0.0]["IS"] - 1) < 1e-4 and at[0.0]["FID"] > at[1.0]["FID"], "T = 0: one image, IS = 1, bad FID"
 assert all(at[t]["FID"] > at[u]["FID"] for t, u in [(1.0, 1.5), (1.5, 2.0), (2.0, 2.5)]), "FID improves up to T=2.5"
 assert at[2.5]["IS"] > at[1.0]["IS"], "so does the IS"
@@ -542,7 +542,7 @@ assert at[2.5]["grey"] < at[1.0]["grey"] and at[2.5]["spread"] > at[1.0]["spread
 assert grey_real < at[2.5]["grey"] and spread_real > at[2.5]["spread"], "still greyer, less diverse than real digits"
 best_T = min(nll_T, key=lambda t: nll_T[t][0])
 assert 0.75 <= best_T <= 1.25 and nll_T[2.5][0] > nll_T[1.0][0] + 10, "the likelihood prefers T ~ 1, by > 10 nats"
-fig, axes = eval_plots.temperature_figure(curve, nll_T)
+fig, axes = figs.temperature_figure(curve, nll_T)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -590,7 +590,7 @@ sliders(show_temperature, T=(0.0, 3.0, 0.1, 1.0))
 #   conditioning label $y$ from the samples.
 
 # %%
-memorized = train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(4))[:half].to(train.device)]
+memorized = train.images[torch.randperm(len(train), generator=make_generator(4))[:half].to(train.device)]
 fid_memo, is_memo = ev.fid(reference, memorized, features=classifier), ev.inception_score(memorized, classifier=classifier)
 one_per_class = torch.stack([test.images[(test.labels == c).nonzero()[0, 0]] for c in range(10)]).repeat(half // 10, 1, 1, 1)
 is_collapse = ev.inception_score(one_per_class, classifier=classifier)

@@ -26,13 +26,13 @@ from torch.distributions import Normal
 
 from course_lib import evaluate as ev
 from course_lib.classifier import get_classifier
-from course_lib.conditioning import (accuracy_bars, class_mixer, completion_grid, mixing_row, score_table,
+from course_lib.figures.cvae import (accuracy_bars, class_mixer, completion_grid, mixing_row, score_table,
                                      split_halves)
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.models import CVAE, VAE
 from course_lib.models.cvae import DeterministicPredictor, soft_label
 from course_lib.plots import decode_grid, latent_scatter, show_images
-from course_lib.runtime import describe, get_device, pick, seed_everything
+from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
 from course_lib.train import fit
 
 generator = seed_everything(0)
@@ -416,7 +416,7 @@ requested = torch.arange(10, device=device).repeat_interleave(N_PER_CLASS)
 table, acc = {"CVAE": [], "VAE": []}, []
 for s in SEEDS:
     c, v = (cvae, vae) if s == SEEDS[0] else train_pair(s)[:2]
-    g = torch.Generator().manual_seed(100 + s)
+    g = make_generator(100 + s)
     *row_c, predicted = scores(c.sample(len(requested), requested, generator=g))
     *row_v, _ = scores(v.sample(len(requested), generator=g))
     table["CVAE"].append(row_c)

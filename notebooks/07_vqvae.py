@@ -36,7 +36,7 @@ from course_lib.plots import PALETTE as C
 from course_lib.plots import show_images
 from course_lib.runtime import describe, get_device, pick, seed_everything
 from course_lib.train import evaluate_terms, fit
-from course_lib.vq_widgets import (code_grid_editor, code_patches, edit_code_grid, plot_code_cells, plot_code_watch,
+from course_lib.figures.vqvae import (code_grid_editor, code_patches, edit_code_grid, plot_code_cells, plot_code_watch,
                                    show_code_grid, usage_histogram)
 
 generator = seed_everything(0)

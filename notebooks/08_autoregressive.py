@@ -464,7 +464,7 @@ plt.show()
 # pixels inside the field's window that the ordering allows and the network cannot see). That is the **blind spot**.
 
 # %%
-torch.manual_seed(0)
+seed_everything(0)
 SIZE, PIXEL = 13, (7, 6)
 plain = PixelCNN(1, hidden_channels=8, n_layers=4, kernel_size=3, hidden_kernel_size=3)
 gated = GatedPixelCNN(1, hidden_channels=8, n_layers=5, kernel_size=3)
@@ -659,7 +659,7 @@ assert fid_prior < fid_indep / 3, "the prior's samples are far closer to real di
 
 # %% slideshow={"slide_type": "skip"}
 def show_fields(row=7, col=6, layers=4):
-    torch.manual_seed(0)
+    seed_everything(0)
     nets = {"PixelCNN": PixelCNN(1, 8, layers, kernel_size=3, hidden_kernel_size=3),
             "gated PixelCNN": GatedPixelCNN(1, 8, layers + 1, kernel_size=3)}
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))

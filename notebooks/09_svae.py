@@ -36,8 +36,8 @@ from course_lib.distributions.von_mises_fisher import (bessel_ratio, householder
 from course_lib.evaluate import iwae_nll
 from course_lib.models import VAE, Autoencoder
 from course_lib.models.svae import SVAE
-from course_lib.runtime import describe, get_device, pick, seed_everything
-from course_lib.svae_figures import (plot_acceptance, plot_gradient_bias, plot_mnist_latents, plot_sphere_samples,
+from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
+from course_lib.figures.svae import (plot_acceptance, plot_gradient_bias, plot_mnist_latents, plot_sphere_samples,
                                      show_latents)
 from course_lib.train import fit
 from course_lib.widgets import sliders
@@ -147,7 +147,7 @@ assert contrast[0] > 10 * contrast[-1] and contrast[-1] < 0.5, "distances concen
 
 # %%
 N_TOY, D_TOY = 1000, 100
-g_toy = torch.Generator().manual_seed(0)
+g_toy = make_generator(0)
 theta = torch.rand(N_TOY, generator=g_toy) * 2 * math.pi
 A_map = 1.5 * torch.randn(D_TOY, 2, generator=g_toy)
 b_map = 0.5 * torch.randn(D_TOY, generator=g_toy)

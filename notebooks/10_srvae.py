@@ -41,8 +41,8 @@ from course_lib.evaluate import fid
 from course_lib.models import VAE
 from course_lib.models.srvae import SRVAE, downscale, neg_log_gaussian_from_mse
 from course_lib.plots import PALETTE, show_images
-from course_lib.runtime import describe, get_device, pick, seed_everything
-from course_lib import srvae_figures as figs
+from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
+from course_lib.figures import srvae as figs
 from course_lib.train import evaluate_terms, fit
 from course_lib.widgets import sliders
 
@@ -387,7 +387,7 @@ assert abs(neg_elbo["mc"] - neg_elbo["bound"]) < 5, "with the same KL estimate, 
 
 # %%
 model = models["mc"]
-y_gen, x_gen = model.sample(12, generator=torch.Generator().manual_seed(0))
+y_gen, x_gen = model.sample(12, generator=make_generator(0))
 assert y_gen.shape == (12, 1, 7, 7) and x_gen.shape == (12, 1, 28, 28)
 agree = (downscale(x_gen, FACTOR) - y_gen).abs().mean() / y_gen.abs().mean()
 figs.show_low_high_pairs(y_gen, x_gen, title="Generated pairs: y ~ p(y|u) (top), x ~ p(x|y,z) (bottom)")
@@ -460,9 +460,9 @@ with torch.no_grad():
     one_stage.log_gamma.fill_(math.log(GAMMA_INIT))
 h_one = fit(one_stage, train, test, epochs=EPOCHS, batch_size=BATCH, lr=LR, checkpoint="lesson10-vae-one-stage",
             progress=False)
-samples = {"one-stage VAE": one_stage.sample(N_FID, generator=torch.Generator().manual_seed(0)),
-           "SR-VAE (bound)": models["bound"].sample(N_FID, generator=torch.Generator().manual_seed(0))[1],
-           "SR-VAE (MC)": models["mc"].sample(N_FID, generator=torch.Generator().manual_seed(0))[1]}
+samples = {"one-stage VAE": one_stage.sample(N_FID, generator=make_generator(0)),
+           "SR-VAE (bound)": models["bound"].sample(N_FID, generator=make_generator(0))[1],
+           "SR-VAE (MC)": models["mc"].sample(N_FID, generator=make_generator(0))[1]}
 fids = {k: fid(test, v.clamp(0, 1), classifier) for k, v in samples.items()}
 fids["real train digits"] = fid(test, train.images[:N_FID], classifier)
 print(" | ".join(f"{k}: {v:.1f}" for k, v in fids.items()))
@@ -490,7 +490,7 @@ assert max(fids["SR-VAE (MC)"], fids["SR-VAE (bound)"]) < fids["one-stage VAE"],
 @torch.no_grad()
 def decode_component(model, k, n=10, seed=0):
     """n images x generated from u ~ the k-th component of the mixture prior."""
-    torch.manual_seed(seed)
+    seed_everything(seed)
     return model.generate(model.prior.component(k).sample((n,)))[1]
 
 
@@ -552,7 +552,7 @@ assert sep["bound"] < sep["mc"], "training with the bound pulls the components t
 # %%
 def render(component=0.0, temperature=1.0):
     k, comp = int(component), model.prior.component(int(component))
-    torch.manual_seed(0)
+    seed_everything(0)
     u = comp.mean + temperature * comp.stddev * torch.randn(8, U_DIM)      # u = mu_k + T sigma_k eps
     figs.show_low_high_pairs(*model.generate(u), width=8,                # y ~ p(y|u) above, x below
                              title=f"component {k} (w = {model.prior.weights[k]:.2f}), T = {temperature:.1f}")

@@ -312,7 +312,7 @@ def test_pca_errors_and_shapes():
 # --------------------------------------------------------------------------- lesson-1 figures
 
 def test_box_grid_codes_cover_the_box_in_reading_order():
-    from course_lib.ae_figures import box_grid_codes
+    from course_lib.figures.autoencoders import box_grid_codes
 
     z = box_grid_codes([-1.0, -2.0], [3.0, 4.0], n=5)
     assert z.shape == (25, 2)
@@ -327,7 +327,7 @@ def test_lesson1_figures_draw_with_readable_legends():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from course_lib import ae_figures as af
+    from course_lib.figures import autoencoders as af
 
     g = _gen(7)
     x = torch.rand(4, 1, 6, 6, generator=g)

@@ -17,7 +17,7 @@ from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
 from course_lib import evaluate as ev
-from course_lib.conditioning import generated_class_accuracy, join_halves, mixing_row, split_halves
+from course_lib.figures.cvae import generated_class_accuracy, join_halves, mixing_row, split_halves
 from course_lib.models import CVAE
 from course_lib.models.cvae import DeterministicPredictor, condition_vector, soft_label
 from course_lib.models.linear_gaussian import LinearGaussian
@@ -260,7 +260,7 @@ def test_two_completions_blur_for_the_deterministic_net_and_stay_sharp_for_the_c
 
 
 def test_score_table_reports_mean_and_std_over_seeds():
-    from course_lib.conditioning import score_table
+    from course_lib.figures.cvae import score_table
 
     text = score_table({"A": [(1.0, 2.0), (3.0, 4.0)]}, columns=("x", "y"))
     assert "2.00 ± 1.41" in text and "3.00 ± 1.41" in text

@@ -467,19 +467,19 @@ def test_eval_plots_draw_without_a_display():
     import matplotlib
 
     matplotlib.use("Agg")
-    from course_lib import eval_plots
+    from course_lib.figures import evaluation as figs
 
     g = torch.Generator().manual_seed(0)
     gaps = {"approximation": torch.rand(5, generator=g), "amortization": torch.rand(5, generator=g)}
-    fig, _ = eval_plots.gaps_figure(gaps)
+    fig, _ = figs.gaps_figure(gaps)
     imgs = {"a": torch.rand(6, 1, 8, 8), "b": torch.rand(6, 1, 8, 8)}
-    fig2, _ = eval_plots.image_sets_figure(imgs, {"a": (1.0, 2.0), "b": (10.0, 3.0)})
+    fig2, _ = figs.image_sets_figure(imgs, {"a": (1.0, 2.0), "b": (10.0, 3.0)})
     spread = {"p": {10: torch.rand(5, dtype=torch.float64) + 1, 100: torch.rand(5, dtype=torch.float64) + 1}}
-    fig3, _ = eval_plots.fid_spread_figure(spread, fit_c=0.5)
+    fig3, _ = figs.fid_spread_figure(spread, fit_c=0.5)
     curve = [{"T": t, "FID": 10 - t, "IS": 1 + t} for t in (0.0, 1.0, 2.0)]
-    fig4, axes = eval_plots.temperature_figure(curve, {1.0: (5.0, 0.1), 2.0: (6.0, 0.1)})
+    fig4, axes = figs.temperature_figure(curve, {1.0: (5.0, 0.1), 2.0: (6.0, 0.1)})
     assert len(axes) == 3
-    assert eval_plots.grey_fraction(torch.tensor([0.0, 0.5, 1.0, 0.95])) == 0.25
+    assert figs.grey_fraction(torch.tensor([0.0, 0.5, 1.0, 0.95])) == 0.25
     import matplotlib.pyplot as plt
 
     for f in (fig, fig2, fig3, fig4):

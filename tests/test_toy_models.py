@@ -276,7 +276,7 @@ def test_lesson2_figures_draw_with_readable_legends():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from course_lib import elbo_figures as ef
+    from course_lib.figures import elbo as ef
 
     z = torch.linspace(-5, 5, 101, dtype=torch.float64)
     table = torch.rand(5, 4, dtype=torch.float64)

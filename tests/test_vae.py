@@ -288,7 +288,7 @@ def test_autoregressive_decoder_is_autoregressive_and_normalised(ar_hidden):
 # --- lesson 3's measurements and diagrams ------------------------------------------------------------
 
 def test_total_variation_counts_neighbour_differences():
-    from course_lib.vae_plots import total_variation
+    from course_lib.figures.vae import total_variation
     img = torch.zeros(2, 1, 4, 4)
     img[0, 0, 1, 1] = 1.0                       # one isolated pixel: 4 neighbours differ
     img[1, 0, :, :2] = 1.0                      # a half-filled image: one vertical edge of length 4
@@ -305,7 +305,7 @@ def test_diagrams_draw_the_nodes_the_lesson_names():
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgb
 
-    from course_lib import diagrams
+    from course_lib.figures import diagrams
     fig, ax = diagrams.vae_schematic()
     assert {"x", "encoder", "mu", "sigma", "z", "decoder", "px"} <= set(ax.course_nodes)
     assert ax.course_nodes["z"].get_facecolor()[:3] == to_rgb(diagrams.RANDOM)
@@ -319,7 +319,7 @@ def test_diagrams_draw_the_nodes_the_lesson_names():
 
 
 def test_isolated_pixels_counts_lonely_on_pixels():
-    from course_lib.vae_plots import isolated_pixels
+    from course_lib.figures.vae import isolated_pixels
     img = torch.zeros(1, 1, 5, 5)
     img[0, 0, 0, 0] = 1.0                       # isolated (corner)
     img[0, 0, 2, 2] = img[0, 0, 2, 3] = 1.0     # a pair: not isolated

@@ -296,7 +296,7 @@ def test_watch_codes_logs_scale_changes_and_dead_codes(one_thread):
 
 
 def test_edit_code_grid_and_code_patches():
-    from course_lib.vq_widgets import code_patches, edit_code_grid
+    from course_lib.figures.vqvae import code_patches, edit_code_grid
 
     grid = torch.zeros(7, 7, dtype=torch.long)
     edited = edit_code_grid(grid, 2, 5, 9)
@@ -322,7 +322,7 @@ def test_code_grid_editor_builds_without_a_frontend():
     import matplotlib
 
     matplotlib.use("Agg")
-    from course_lib.vq_widgets import code_grid_editor
+    from course_lib.figures.vqvae import code_grid_editor
 
     model = VQVAE((1, 28, 28), num_codes=4, code_dim=3, hidden=8).eval()
     w = code_grid_editor(model, torch.zeros(7, 7, dtype=torch.long))

@@ -9,6 +9,7 @@
     pretrain [--quick]     run every lesson once so that its trained models are cached
     slides [LESSONS ...]   one offline reveal.js deck per lesson in build/slides (course_lib.tooling.slides)
     site                   the course as an offline web site in build/site/html (course_lib.tooling.site)
+    claims [LESSONS ...]   run lessons under several COURSE_SEEDs (--seeds, --full) and list failing claims
 """
 from __future__ import annotations
 
@@ -184,6 +185,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("pretrain", help="run every lesson once (full mode) so its models are cached", add_help=False)
     sub.add_parser("slides", help="offline reveal.js decks of the lessons in build/slides", add_help=False)
     sub.add_parser("site", help="the course as an offline web site in build/site/html", add_help=False)
+    sub.add_parser("claims", help="run lessons under several course seeds and list every claim that fails",
+                   add_help=False)
     return parser
 
 
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import pretrain
 
         return pretrain.main(argv[1:])
-    if argv and argv[0] in ("slides", "site"):
+    if argv and argv[0] in ("slides", "site", "claims"):
         from importlib import import_module
 
         return import_module(f".{argv[0]}", __package__).main(argv[1:])

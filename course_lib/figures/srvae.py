@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from .plots import LINE_COLORS, PALETTE, show_images
+from ..plots import LINE_COLORS, PALETTE, show_images
 
 __all__ = ["blow_up", "show_rows", "show_low_high_pairs", "show_components", "plot_kl_bound_1d", "kl_to_mixture_1d"]
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch.distributions import Normal
 
-from .plots import PALETTE, show_images
+from ..plots import PALETTE, show_images
 
 __all__ = ["estimator_variance_figure", "kl_figure", "aggregated_posterior_figure", "aggregate_vs_prior_figure",
            "rate_distortion_figure", "kl_per_dim_figure", "warmup_figure", "gamma_curve_figure", "collapse_figure",

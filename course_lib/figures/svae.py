@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .plots import CLASS_CMAP, LINE_COLORS, PALETTE
+from ..plots import CLASS_CMAP, LINE_COLORS, PALETTE
 
 __all__ = ["show_latents", "plot_gradient_bias", "plot_acceptance", "plot_mnist_latents", "plot_sphere_samples"]
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .plots import IMAGE_CMAP, PALETTE, latent_scatter, show_images
+from ..plots import IMAGE_CMAP, PALETTE, latent_scatter, show_images
 
 __all__ = ["pixel_penalties", "penalty_maps", "model_bars", "code_histograms", "box_grid_codes",
            "latent_box", "confidence_bars"]

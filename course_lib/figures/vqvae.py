@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
-from .plots import CLASS_CMAP, LINE_COLORS, PALETTE, show_images
+from ..plots import CLASS_CMAP, LINE_COLORS, PALETTE, show_images
 
 __all__ = ["edit_code_grid", "single_code_grids", "code_patches", "usage_histogram", "show_code_grid",
            "code_grid_editor", "plot_code_cells", "plot_code_watch"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Circle
 
-from .plots import PALETTE
+from ..plots import PALETTE
 
 __all__ = ["vae_schematic", "reparameterization_graph", "DETERMINISTIC", "RANDOM", "PARAMETER"]
 

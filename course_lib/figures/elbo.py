@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .plots import PALETTE
+from ..plots import PALETTE
 
 __all__ = ["evidence", "posteriors", "kl_fits", "elbo_curve", "mc_running", "objectives", "key_equation_bars"]
 

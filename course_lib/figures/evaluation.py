@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .plots import PALETTE, show_images
+from ..plots import PALETTE, show_images
 
 __all__ = ["estimator_check_figure", "nll_vs_k_figure", "gaps_figure", "image_sets_figure",
            "fid_spread_figure", "temperature_figure", "grey_fraction"]

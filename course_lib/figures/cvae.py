@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .models.cvae import soft_label
-from .plots import PALETTE, show_images
+from ..models.cvae import soft_label
+from ..plots import PALETTE, show_images
 
 __all__ = ["split_halves", "join_halves", "generated_class_accuracy", "accuracy_bars", "completion_grid",
            "mixing_row", "class_mixer", "score_table"]
@@ -35,9 +35,12 @@ def generated_class_accuracy(sample, classifier, num_classes: int = 10, n_per_cl
     """Fraction of ``sample(n, c)``'s images that ``classifier`` assigns to the requested class c, per class.
 
     ``sample(n, c)``: n images of class c (e.g. ``CVAE.sample``); ``classifier``: an object with
-    ``.probs(x)``. Returns a tensor of ``num_classes`` accuracies. ``seed`` fixes the draws of z.
+    ``.probs(x)``. Returns a tensor of ``num_classes`` accuracies. ``seed`` fixes the draws of z
+    (moved by ``COURSE_SEED``, :func:`course_lib.runtime.make_generator`).
     """
-    g = torch.Generator().manual_seed(seed)
+    from ..runtime import make_generator
+
+    g = make_generator(seed)
     acc = torch.zeros(num_classes)
     for c in range(num_classes):
         x = sample(n_per_class, c, generator=g)
