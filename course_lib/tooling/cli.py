@@ -10,6 +10,7 @@
     slides [LESSONS ...]   one offline reveal.js deck per lesson in build/slides (course_lib.tooling.slides)
     site                   the course as an offline web site in build/site/html (course_lib.tooling.site)
     claims [LESSONS ...]   run lessons under several COURSE_SEEDs (--seeds, --full) and list failing claims
+    mutations [NN ...]     mutation test of the exercises' self-checks (course_lib.tooling.mutations)
 """
 from __future__ import annotations
 
@@ -187,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("site", help="the course as an offline web site in build/site/html", add_help=False)
     sub.add_parser("claims", help="run lessons under several course seeds and list every claim that fails",
                    add_help=False)
+    sub.add_parser("mutations", help="make the usual mistakes in each exercise's solution and report which ones "
+                                     "its self-check misses", add_help=False)
     return parser
 
 
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import pretrain
 
         return pretrain.main(argv[1:])
-    if argv and argv[0] in ("slides", "site", "claims"):
+    if argv and argv[0] in ("slides", "site", "claims", "mutations"):
         from importlib import import_module
 
         return import_module(f".{argv[0]}", __package__).main(argv[1:])
