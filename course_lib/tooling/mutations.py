@@ -318,6 +318,37 @@ def _rules(node, detach_aware: bool, literals: set):
     return out
 
 
+def _tokens(name: str) -> set:
+    return {t for t in re.split(r"_+|(?<=[a-z])(?=[0-9])", name.lower()) if t}
+
+
+def _confusable(a: str, b: str) -> bool:
+    """Names a student mixes up: ``y_source``/``y_target``, ``x``/``x_hat``, ``cluster_size``/``new_size``."""
+    return a != b and bool(_tokens(a) & _tokens(b))
+
+
+def _wrong_variable(node: ast.Name, functions) -> list:
+    """Another variable of the same function in place of ``node`` (the target instead of the source, a stale
+    count): the function's parameters and the names it assigned on an earlier line, when their names are close."""
+    inner = [f for f in functions if f.lineno <= node.lineno <= (f.end_lineno or f.lineno)]
+    if not inner:
+        return []
+    fn = max(inner, key=lambda f: f.lineno)
+    args = fn.args
+    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store) and sub.lineno < node.lineno:
+            names.append(sub.id)
+    if node.id not in names:
+        return []
+    out, done = [], set()
+    for other in names:
+        if other not in done and _confusable(node.id, other):
+            done.add(other)
+            out.append(("wrong variable", lambda n, other=other: ast.Name(other, ast.Load())))
+    return out
+
+
 def _detached(node):
     return ast.Call(ast.Attribute(node, "detach", ast.Load()), [], [])
 
@@ -429,13 +460,17 @@ def mutants_of(cells: list[Cell], exercise: Exercise) -> list[Mutant]:
         literals = {id(n.operand) for n in nodes if isinstance(n, ast.UnaryOp) and _int_of(n) is not None}
         region_src = "\n".join("\n".join(cell.source.split("\n")[b:e - 1]) for b, e in regions)
         detach_aware = "detach" in region_src or "no_grad" in region_src
+        functions = [f for f in nodes if isinstance(f, (ast.FunctionDef, ast.Lambda))]
         for i, node in enumerate(nodes):
             if not hasattr(node, "lineno") and not isinstance(node, ast.Slice):
                 continue
             line = getattr(node, "lineno", None)
             if line is None or not inside(node):
                 continue
-            for kind, make in _rules(node, detach_aware, literals):
+            rules = _rules(node, detach_aware, literals)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                rules = rules + _wrong_variable(node, functions)
+            for kind, make in rules:
                 mutated = copy.deepcopy(tree)
                 target = list(ast.walk(mutated))[i]
                 try:
@@ -625,12 +660,23 @@ def _run_block(runner: _Runner, cells: list[Cell], ex: Exercise, mutant: Mutant 
     return out
 
 
-def run_notebook(path: str | Path, exercises: list[str] | None = None, max_mutants: int | None = None,
+def _limit(max_mutants, name: str):
+    """The mutant limit of exercise ``name``: ``max_mutants`` is None, a number, or {exercise: number, "*": default}."""
+    if isinstance(max_mutants, dict):
+        return max_mutants.get(name, max_mutants.get("*"))
+    return max_mutants
+
+
+def run_notebook(path: str | Path, exercises: list[str] | None = None, max_mutants=None,
                  cell_timeout: float = CELL_TIMEOUT, log=None) -> dict:
-    """Run the mutants of every graded exercise of solution notebook ``path`` in this process; the report (a dict)."""
+    """Run the mutants of every graded exercise of solution notebook ``path`` in this process; the report (a dict).
+
+    ``max_mutants``: None (all), a number, or a dict {exercise: number, "*": default}.
+    """
     path = Path(path).resolve()
-    started = time.monotonic()
-    report = {"notebook": str(path), "stem": path.stem, "error": None, "exercises": [], "seconds": 0.0}
+    started, cpu = time.monotonic(), time.process_time()
+    report = {"notebook": str(path), "stem": path.stem, "error": None, "exercises": [], "seconds": 0.0,
+              "cpu_seconds": 0.0}
     cells = read_cells(path)
     plan = find_exercises(cells)
     starts = {ex.block[0]: ex for ex in plan}
@@ -656,22 +702,24 @@ def run_notebook(path: str | Path, exercises: list[str] | None = None, max_mutan
                 runner.exec_cell(cells[j].source, f"<cell {cells[j].index + 1}>")
             k = ex.grade + 1
             continue
-        report["exercises"].append(_mutate_exercise(runner, cells, ex, max_mutants, log))
+        report["exercises"].append(_mutate_exercise(runner, cells, ex, _limit(max_mutants, ex.name), log))
         k = ex.grade + 1
     report["seconds"] = round(time.monotonic() - started, 2)
+    report["cpu_seconds"] = round(time.process_time() - cpu, 2)
     return report
 
 
 def _mutate_exercise(runner: _Runner, cells: list[Cell], ex: Exercise, max_mutants, log) -> dict:
     say = log or (lambda *a: None)
     result = {"name": ex.name, "points": ex.points, "mutants": 0, "output_changing": 0, "caught": 0, "percent": None,
-              "error": None, "unstable": None, "sampled_from": None, "seconds": 0.0, "missed": [], "details": []}
+              "error": None, "unstable": None, "sampled_from": None, "seconds": 0.0, "cpu_seconds": 0.0, "missed": [],
+              "details": []}
     if not ex.solutions:
         result["error"] = "no ### BEGIN SOLUTION cell before this grade cell"
         return result
     if not ex.checks:
         result["error"] = "no self-check cell between the solution cell and the grade cell"
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     rng = _rng_state()
     reference = _run_block(runner, cells, ex, None, rng)
     if reference.raised or reference.grade_error:
@@ -709,6 +757,7 @@ def _mutate_exercise(runner: _Runner, cells: list[Cell], ex: Exercise, max_mutan
     result["missed"] = [{"kind": x["kind"], "line": x["line"], "diff": x["diff"], "grade": x["grade"]}
                         for x in d if x["output_changing"] and not x["caught"]]
     result["seconds"] = round(time.monotonic() - started, 2)
+    result["cpu_seconds"] = round(time.process_time() - cpu, 2)
     return result
 
 
@@ -733,48 +782,60 @@ def _worker_env(root: Path) -> dict:
 
 
 def run(paths, exercises=None, max_mutants=None, cell_timeout=CELL_TIMEOUT, timeout=NOTEBOOK_TIMEOUT,
-        log=print) -> list[dict]:
-    """Each notebook's report, each notebook run by a worker process of its own (this file, ``--worker``)."""
+        log=print, one_process: bool = False) -> list[dict]:
+    """Each notebook's report. Each notebook runs in a worker process of its own (this file, ``--worker``), or,
+    with ``one_process``, all of them in one worker (torch is imported once; a crash loses them all).
+
+    ``max_mutants``: None (all), a number, or a dict {exercise: number, "*": default}.
+    """
+    paths = [Path(p).resolve() for p in paths]
+    batches = [paths] if one_process and paths else [[p] for p in paths]
     reports = []
-    for path in paths:
-        path = Path(path).resolve()
-        root = _course_root(path)
-        log(f"{path.name}: running its mutants ...")
-        with tempfile.TemporaryDirectory(prefix="mutations-") as tmp:
-            out = Path(tmp) / "report.json"
-            argv = [sys.executable, os.path.abspath(__file__), "--worker", str(path), "--json", str(out),
-                    "--cell-timeout", str(cell_timeout)]
-            if max_mutants is not None:
-                argv += ["--max-mutants", str(max_mutants)]
-            for name in exercises or []:
-                argv += ["--exercise", name]
-            start = time.monotonic()
-            try:
-                proc = subprocess.run(argv, env=_worker_env(root), cwd=str(path.parent), timeout=timeout,
-                                      capture_output=True, text=True)
-                failed = None if proc.returncode == 0 and out.exists() else \
-                    f"the worker exited with status {proc.returncode}: {(proc.stderr or '').strip()[-1500:]}"
-            except subprocess.TimeoutExpired:
-                failed = f"the notebook's mutants ran past {timeout:.0f} s"
-            if failed:
-                report = {"notebook": str(path), "stem": path.stem, "error": failed, "exercises": [],
-                          "seconds": round(time.monotonic() - start, 2)}
-            else:
-                report = json.loads(out.read_text())
-        reports.append(report)
-        log(format_notebook(report, show_all=False))
+    for batch in batches:
+        for path in batch:
+            log(f"{path.name}: running its mutants ...")
+        for report in _run_worker(batch, exercises, max_mutants, cell_timeout, timeout * len(batch)):
+            reports.append(report)
+            log(format_notebook(report, show_all=False))
     return reports
+
+
+def _run_worker(batch: list[Path], exercises, max_mutants, cell_timeout, timeout) -> list[dict]:
+    root = _course_root(batch[0])
+    with tempfile.TemporaryDirectory(prefix="mutations-") as tmp:
+        out = Path(tmp) / "report.json"
+        argv = [sys.executable, os.path.abspath(__file__), "--worker", *map(str, batch), "--json", str(out),
+                "--cell-timeout", str(cell_timeout)]
+        limits = max_mutants if isinstance(max_mutants, dict) else {} if max_mutants is None else {"*": max_mutants}
+        for name, n in limits.items():
+            argv += ["--max-mutants", str(n)] if name == "*" else ["--cap", f"{name}={n}"]
+        for name in exercises or []:
+            argv += ["--exercise", name]
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(argv, env=_worker_env(root), cwd=str(batch[0].parent), timeout=timeout,
+                                  capture_output=True, text=True)
+            failed = None if proc.returncode == 0 and out.exists() else \
+                f"the worker exited with status {proc.returncode}: {(proc.stderr or '').strip()[-1500:]}"
+        except subprocess.TimeoutExpired:
+            failed = f"the mutants ran past {timeout:.0f} s"
+        if failed:
+            return [{"notebook": str(p), "stem": p.stem, "error": failed, "exercises": [],
+                     "seconds": round(time.monotonic() - start, 2), "cpu_seconds": None} for p in batch]
+        return json.loads(out.read_text())
 
 
 def _exercise_line(e: dict) -> str:
     pct = "   n/a" if e["percent"] is None else f"{e['percent']:5.1f} %"
     sampled = f" (sampled from {e['sampled_from']})" if e.get("sampled_from") else ""
+    cpu = e.get("cpu_seconds")
     return (f"  {e['name']:<28} {e['mutants']:>7}{sampled:<17} {e['output_changing']:>15} {e['caught']:>7}   {pct}"
-            f"   {e['seconds']:6.1f} s")
+            f"   {e['seconds']:6.1f} s" + ("" if cpu is None else f" ({cpu:.1f} s CPU)"))
 
 
 def format_notebook(report: dict, show_all: bool = False, bar: float = BAR) -> str:
-    lines = [f"{report['stem']} ({report['seconds']:.0f} s)"]
+    cpu = report.get("cpu_seconds")
+    lines = [f"{report['stem']} ({report['seconds']:.0f} s" + ("" if cpu is None else f", {cpu:.0f} s CPU") + ")"]
     if report.get("error"):
         lines.append(f"  ERROR: {report['error']}")
     if report["exercises"]:
@@ -879,6 +940,10 @@ def main(argv=None) -> int:
     p.add_argument("--exercise", action="append", metavar="NAME", help="only this exercise (repeatable)")
     p.add_argument("--max-mutants", type=int, metavar="N", help="at most N mutants per exercise, the same N "
                                                                 "on every run (default: all)")
+    p.add_argument("--cap", action="append", default=[], metavar="NAME=N",
+                   help="at most N mutants for exercise NAME (repeatable; overrides --max-mutants)")
+    p.add_argument("--one-process", action="store_true", help="run every notebook in one worker process (faster; "
+                                                               "a crash loses them all)")
     p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="S", help="limit per cell per mutant")
     p.add_argument("--timeout", type=float, default=NOTEBOOK_TIMEOUT, metavar="S", help="limit per notebook")
     p.add_argument("--bar", type=float, default=BAR, metavar="PCT", help="exit 1 when an exercise is below it")
@@ -906,8 +971,8 @@ def main(argv=None) -> int:
                                        f"{len(problems)} problem(s)\n  " + "\n  ".join(problems)))
         return 1 if found else 0
     quiet = lambda *a, **k: None  # noqa: E731
-    reports = run(paths, args.exercise, args.max_mutants, args.cell_timeout, args.timeout,
-                  log=print if not args.all else quiet)
+    reports = run(paths, args.exercise, _limits(args), args.cell_timeout, args.timeout,
+                  log=print if not args.all else quiet, one_process=args.one_process)
     if args.all:
         print(format_report(reports, show_all=True, bar=args.bar))
     else:
@@ -923,15 +988,54 @@ def main(argv=None) -> int:
     return 1 if bad else 0
 
 
+def _limits(args):
+    caps = {}
+    for item in args.cap:
+        name, _, n = item.partition("=")
+        if not n.strip().isdigit():
+            raise SystemExit(f"--cap {item!r}: write NAME=N")
+        caps[name.strip()] = int(n)
+    if not caps:
+        return args.max_mutants
+    if args.max_mutants is not None:
+        caps["*"] = args.max_mutants
+    return caps
+
+
+def _global_state() -> dict:
+    import torch
+
+    return {"dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(), "threads": torch.get_num_threads(),
+            "cwd": os.getcwd(), "environ": dict(os.environ)}
+
+
+def _set_global_state(state: dict) -> None:
+    import torch
+
+    torch.set_default_dtype(state["dtype"])
+    torch.set_grad_enabled(state["grad"])
+    torch.set_num_threads(state["threads"])
+    os.chdir(state["cwd"])
+    os.environ.clear()
+    os.environ.update(state["environ"])
+    mpl = sys.modules.get("matplotlib")
+    if mpl is not None:
+        mpl.rcdefaults()
+
+
 def _worker(args) -> int:
-    [path] = args.notebooks
-    path = Path(path).resolve()
-    root = str(_course_root(path))
+    paths = [Path(p).resolve() for p in args.notebooks]
+    root = str(_course_root(paths[0]))
     if root not in sys.path:
         sys.path.insert(0, root)
-    report = run_notebook(path, args.exercise, args.max_mutants, args.cell_timeout,
-                          log=lambda *a: print(*a, file=sys.stderr, flush=True))
-    Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+    reports = []
+    fresh = _global_state()
+    for path in paths:
+        _set_global_state(fresh)  # what one notebook set (torch's default dtype, ...) must not leak into the next
+        reports.append(run_notebook(path, args.exercise, _limits(args), args.cell_timeout,
+                                    log=lambda *a: print(*a, file=sys.stderr, flush=True)))
+        _close_figures()
+    Path(args.json).write_text(json.dumps(reports, indent=1, default=str))
     return 0
 
 
