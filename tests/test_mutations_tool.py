@@ -94,3 +94,33 @@ def test_grade_cell_assert_check():
     problems = mutations.grade_cell_asserts(DEMO)
     assert any(p.startswith("add: assert on line") and "before its records" in p for p in problems), problems
     assert any(p.startswith("double: assert") for p in problems), problems
+
+
+def _one_exercise(solution_source):
+    cells = [mutations.Cell(0, solution_source, {}, 1), mutations.Cell(1, "pass", {}, None),
+             mutations.Cell(2, "pass", {"grade": {"exercise": "e", "points": 1}}, None)]
+    [ex] = mutations.find_exercises(cells)
+    return {tuple(m.diff): m.kind for m in mutations.mutants_of(cells, ex)}
+
+
+def test_wrong_variable_and_stale_count_mutants():
+    by_diff = _one_exercise(
+        "def transfer(model, x, y_source, y_target):\n"
+        "    ### BEGIN SOLUTION\n"
+        "    z = model(x, y_source)\n"
+        "    new_size = 0.9 * size + 1\n"
+        "    return z + new_size\n"
+        "    ### END SOLUTION\n")
+    assert by_diff[("- z = model(x, y_source)", "+ z = model(x, y_target)")] == "wrong variable"
+    assert by_diff[("- z = model(x, y_source)", "+ z = model(y_source, x)")] == "swapped arguments"
+    assert by_diff[("- new_size = 0.9 * size + 1", "+ new_size = 0.9 * size")] == "dropped term"
+    # only close names are confused (x and z are not), and nothing outside the solution block is touched
+    assert not any("model(z" in d or "+ def" in d for diff in by_diff for d in diff)
+
+
+def test_negative_literals_and_ipython_lines():
+    by_diff = _one_exercise("def f(t):\n    ### BEGIN SOLUTION\n    return t.sum(dim=-1)\n    ### END SOLUTION\n")
+    news = sorted(d[1] for d in by_diff)
+    assert news == sorted(["+ return -t.sum(dim=-1)", "+ return t.mean(dim=-1)", "+ return t.sum(dim=0)",
+                           "+ return t.sum()", "+ return t.sum(dim=-2)"]), news
+    assert mutations._without_magics("%matplotlib inline\nx = 1\n  !ls") == "pass\nx = 1\n  pass"

@@ -517,6 +517,7 @@ class Outcome:
     records: list = field(default_factory=list)
     grade_error: str | None = None
     seconds: float = 0.0
+    cell_seconds: dict = field(default_factory=dict)
 
 
 def _error_line(err: BaseException) -> str:
@@ -556,13 +557,15 @@ class _Runner:
             display = print
         self.ns["display"] = display
 
-    def exec_cell(self, source: str, name: str) -> BaseException | None:
-        """Run ``source`` in the notebook's namespace; the exception it raised, if any (output is swallowed)."""
-        code = compile(source, name, "exec")
+    def exec_cell(self, source: str, name: str, timeout: float | None = None) -> BaseException | None:
+        """Run ``source`` in the notebook's namespace (IPython magics and shell lines skipped), at most ``timeout``
+        seconds; the exception it raised, if any (its output is swallowed)."""
         sink = io.StringIO()
         signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, self.cell_timeout)
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
+            code = compile(_without_magics(source), name, "exec")
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 exec(code, self.ns)
@@ -572,6 +575,16 @@ class _Runner:
             signal.setitimer(signal.ITIMER_REAL, 0)
             _close_figures()
         return None
+
+
+def _without_magics(source: str) -> str:
+    """``source`` with its IPython lines (``%magic``, ``!shell``, ``%%cell magic``) replaced by ``pass``."""
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")):
+            lines[i] = line[: len(line) - len(stripped)] + "pass"
+    return "\n".join(lines)
 
 
 def _close_figures():
@@ -636,7 +649,10 @@ def _judge(compare, expected: list[dict], got: list[dict]) -> str | None:
     return None
 
 
-def _run_block(runner: _Runner, cells: list[Cell], ex: Exercise, mutant: Mutant | None, rng) -> Outcome:
+def _run_block(runner: _Runner, cells: list[Cell], ex: Exercise, mutant: Mutant | None, rng,
+               reference: Outcome | None = None) -> Outcome:
+    """Run the exercise's cells (the mutant's in place of its cell) from random state ``rng``. With a ``reference``
+    run, each cell may take ``cell_timeout`` seconds or 5 times its reference time, whichever is longer."""
     out = Outcome()
     start = time.monotonic()
     _set_rng(rng)
@@ -649,7 +665,12 @@ def _run_block(runner: _Runner, cells: list[Cell], ex: Exercise, mutant: Mutant 
                 runner.ns.pop(name, None)
         if k == ex.grade:
             runner.records = []
-        err = runner.exec_cell(source, f"<cell {cells[k].index + 1}>")
+        limit = None
+        if reference is not None:
+            limit = max(runner.cell_timeout, 5 * reference.cell_seconds.get(k, 0.0))
+        t0 = time.monotonic()
+        err = runner.exec_cell(source, f"<cell {cells[k].index + 1}>", limit)
+        out.cell_seconds[k] = time.monotonic() - t0
         if err is not None:
             if k == ex.grade:
                 out.grade_error = _error_line(err)
@@ -734,7 +755,7 @@ def _mutate_exercise(runner: _Runner, cells: list[Cell], ex: Exercise, max_mutan
         result["sampled_from"] = len(every)
     say(f"  {ex.name}: {len(chosen)} mutants (reference run {reference.seconds:.1f} s)")
     for m in chosen:
-        got = _run_block(runner, cells, ex, m, rng)
+        got = _run_block(runner, cells, ex, m, rng, reference)
         raised_after = {k: e for k, e in got.raised.items() if k != m.cell and k > m.cell}
         own = got.raised.get(m.cell)
         why = got.grade_error or _judge(runner.compare, reference.records, got.records)
@@ -794,7 +815,11 @@ def run(paths, exercises=None, max_mutants=None, cell_timeout=CELL_TIMEOUT, time
     for batch in batches:
         for path in batch:
             log(f"{path.name}: running its mutants ...")
-        for report in _run_worker(batch, exercises, max_mutants, cell_timeout, timeout * len(batch)):
+        got = _run_worker(batch, exercises, max_mutants, cell_timeout, timeout * len(batch))
+        if len(batch) > 1 and got and got[0].get("worker_failed"):  # one notebook took the others down with it
+            log("the shared worker failed; each notebook again in a worker of its own")
+            got = [r for p in batch for r in _run_worker([p], exercises, max_mutants, cell_timeout, timeout)]
+        for report in got:
             reports.append(report)
             log(format_notebook(report, show_all=False))
     return reports
@@ -820,7 +845,7 @@ def _run_worker(batch: list[Path], exercises, max_mutants, cell_timeout, timeout
         except subprocess.TimeoutExpired:
             failed = f"the mutants ran past {timeout:.0f} s"
         if failed:
-            return [{"notebook": str(p), "stem": p.stem, "error": failed, "exercises": [],
+            return [{"notebook": str(p), "stem": p.stem, "error": failed, "exercises": [], "worker_failed": True,
                      "seconds": round(time.monotonic() - start, 2), "cpu_seconds": None} for p in batch]
         return json.loads(out.read_text())
 
