@@ -3,9 +3,10 @@
 For each graded exercise of a solution notebook (``solutions/NN_name.py``) this tool makes the
 mistakes students make, one at a time, by rewriting the code between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION`` (AST rewrites: ``+``/``-`` and ``*``/``/`` swaps, ``sum``/``mean`` swaps, a
-changed ``dim``, a dropped term or factor, swapped arguments, a dropped minus sign, ``log``/``exp``
-removed, ``.detach()`` added or removed, off-by-one constants, ``range`` bounds and comparisons,
-``keepdim`` flips, a dropped 1/2, ...). Each *mutant* is run in place of the solution, followed by
+changed ``dim``, a dropped term or factor, swapped arguments, the wrong variable (``y_target`` for
+``y_source``, a stale count), a dropped minus sign, ``log``/``exp`` removed, ``.detach()`` added or
+removed, off-by-one constants, ``range`` bounds, slices and comparisons, ``keepdim`` flips, a dropped
+1/2, ...; mutants that unparse to the same code are kept once). Each *mutant* is run in place of the solution, followed by
 the exercise's visible self-check cell(s) and its grade cell:
 
 - the mutant is **caught** when a visible cell after the solution cell raises (the self-check);
@@ -24,6 +25,7 @@ once per mutant, with the random state of the unmutated run and a time limit per
     python -m course_lib mutations 03 04                  # two notebooks (numbers, stems or paths)
     python -m course_lib mutations --json build/mutations.json
     python -m course_lib mutations 07 --exercise ema_step --all   # every mutant and what caught it
+    python -m course_lib mutations --asserts              # issue 17 item 4: asserts in grade cells
 
 It is also a standalone script needing only ``course_lib.tooling.checks`` of the course it runs
 in, so it can test a worktree that does not hold this file::
@@ -956,22 +958,23 @@ def _default_solutions() -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m course_lib mutations",
-                                description="Mutation test of the exercises' self-checks (issue 17).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                description="Mutation test of the exercises' self-checks (issue 17): the usual mistakes "
+                                            "that change a grade cell's recorded values but pass the self-check.")
     p.add_argument("notebooks", nargs="*", help="solution notebooks: 03, 03_vae or solutions/03_vae.py "
                                                 "(default: every one)")
     p.add_argument("--solutions", metavar="DIR", help="folder of the solution notebooks "
                                                       "(default: ./solutions, else this course's)")
     p.add_argument("--exercise", action="append", metavar="NAME", help="only this exercise (repeatable)")
-    p.add_argument("--max-mutants", type=int, metavar="N", help="at most N mutants per exercise, the same N "
+    p.add_argument("--max-mutants", type=int, metavar="N", help="at most N mutants per exercise, the same ones "
                                                                 "on every run (default: all)")
     p.add_argument("--cap", action="append", default=[], metavar="NAME=N",
                    help="at most N mutants for exercise NAME (repeatable; overrides --max-mutants)")
-    p.add_argument("--one-process", action="store_true", help="run every notebook in one worker process (faster; "
-                                                               "a crash loses them all)")
-    p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="S", help="limit per cell per mutant")
-    p.add_argument("--timeout", type=float, default=NOTEBOOK_TIMEOUT, metavar="S", help="limit per notebook")
-    p.add_argument("--bar", type=float, default=BAR, metavar="PCT", help="exit 1 when an exercise is below it")
+    p.add_argument("--one-process", action="store_true", help="run every notebook in one worker process (torch "
+                                                               "imported once; if it dies, each notebook again alone)")
+    p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="S", help="limit per cell per mutant, or 5 times the "
+                                                                                      "cell's unmutated time if longer (default: 30)")
+    p.add_argument("--timeout", type=float, default=NOTEBOOK_TIMEOUT, metavar="S", help="limit per notebook (default: 3600)")
+    p.add_argument("--bar", type=float, default=BAR, metavar="PCT", help="exit 1 when an exercise is below it (default: 90)")
     p.add_argument("--all", action="store_true", help="list every mutant and what caught it, not only the missed")
     p.add_argument("--json", metavar="FILE", help="also write the whole report (every mutant) as JSON")
     p.add_argument("--asserts", action="store_true", help="only list the asserts in grade cells (issue 17 item 4) "
