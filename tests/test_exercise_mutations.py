@@ -71,6 +71,7 @@ def _report(stem: str) -> dict:
     return _REPORTS[stem]
 
 
+@pytest.mark.timeout(1800)  # the first case runs every notebook's mutants (~40 s CPU; minutes on a busy machine)
 @pytest.mark.parametrize("stem, exercise", list(_cases()))
 def test_self_check_catches_the_usual_mistakes(stem, exercise):
     report = _report(stem)
