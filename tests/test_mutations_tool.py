@@ -124,3 +124,17 @@ def test_negative_literals_and_ipython_lines():
     assert news == sorted(["+ return -t.sum(dim=-1)", "+ return t.mean(dim=-1)", "+ return t.sum(dim=0)",
                            "+ return t.sum()", "+ return t.sum(dim=-2)"]), news
     assert mutations._without_magics("%matplotlib inline\nx = 1\n  !ls") == "pass\nx = 1\n  pass"
+
+
+def test_no_grad_and_reduction_mutants():
+    by_diff = _one_exercise(
+        "def f(x, y, w):\n"
+        "    ### BEGIN SOLUTION\n"
+        "    with torch.no_grad():\n"
+        "        w.mul_(0.5)\n"
+        "    return F.mse_loss(x, y, reduction='sum')\n"
+        "    ### END SOLUTION\n")
+    kinds = set(by_diff.values())
+    assert {"no_grad removed", "reduction sum -> mean", "dropped statement", "swapped arguments"} <= kinds, kinds
+    [diff] = [d for d, k in by_diff.items() if k == "no_grad removed"]
+    assert diff == ("- with torch.no_grad():", "+ if True:")

@@ -286,6 +286,10 @@ def _rules(node, detach_aware: bool, literals: set):
             out.append((f"{sym[op]} -> {sym[_AUG_SWAPS[op]]}",
                         lambda n: (setattr(n, "op", _AUG_SWAPS[type(n.op)]()), n)[1]))
         out.append(("dropped update", lambda n: ast.Pass()))
+    elif isinstance(node, ast.With) and any(isinstance(item.context_expr, ast.Call) and
+                                            _call_name(item.context_expr) in ("no_grad", "inference_mode")
+                                            for item in node.items):
+        out.append(("no_grad removed", lambda n: ast.If(ast.Constant(True), n.body, [])))
     elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
         out.append(("dropped statement", lambda n: ast.Pass()))
     elif isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP_SWAPS:
@@ -395,6 +399,10 @@ def _call_rules(node: ast.Call):
         if kw.arg == "keepdim" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, bool):
             out.append(("keepdim flipped", lambda n, k=k: (setattr(n.keywords[k], "value",
                                                                    ast.Constant(not n.keywords[k].value.value)), n)[1]))
+        if kw.arg == "reduction" and isinstance(kw.value, ast.Constant) and kw.value.value in ("sum", "mean"):
+            other = {"sum": "mean", "mean": "sum"}[kw.value.value]
+            out.append((f"reduction {kw.value.value} -> {other}",
+                        lambda n, k=k, o=other: (setattr(n.keywords[k], "value", ast.Constant(o)), n)[1]))
     if name == "range" and isinstance(node.func, ast.Name):
         for p in range(min(len(node.args), 2)):
             if _int_of(node.args[p]) is None:  # constants are moved by 'off by one'
