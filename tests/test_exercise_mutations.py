@@ -3,7 +3,8 @@
 Item 3: for each graded exercise of solutions/*.py, course_lib.tooling.mutations makes the usual mistakes in
 the solution code (AST rewrites) and runs the visible self-check and the grade cell after each; at least
 90 % of the mutants whose recorded values differ (output-changing) must make the self-check raise. To keep
-the test short, at most ``MAX_MUTANTS`` mutants per exercise run (the same hash-chosen subset on every run);
+the test short (~40 s CPU for the ten notebooks, in one worker process), at most ``MAX_MUTANTS`` mutants per
+exercise run, fewer for the slow exercises in ``CAPS`` (the same hash-chosen subset on every run);
 ``python -m course_lib mutations NN`` runs them all and lists the missed ones.
 
 Item 4: no grade cell holds an ``assert``: it would fire before (or instead of) the ``record`` whose
@@ -20,19 +21,19 @@ from course_lib.tooling import mutations
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9]*.py"))
-MAX_MUTANTS = 30
-CAPS = {"best_gaussian": 6}  # each of its mutants runs an optimisation (~1 s CPU)
+MAX_MUTANTS = 100  # today only iwae_bound (139) has more: the figures are those of every mutant
+CAPS = {"best_gaussian": 6}  # each of its mutants runs an optimisation (~1.2 s CPU)
 CELL_TIMEOUT = 20.0
 
 # (notebook stem, exercise) -> why it is below the bar today: the figure measured on 2026-12-06 with the limits
-# below (python -m course_lib mutations NN --exercise NAME lists the missed mutants).
+# above (python -m course_lib mutations NN --exercise NAME lists the missed mutants).
 BELOW_BAR = {
     ("01_autoencoders", "salt_and_pepper"): "83.3 % (5 of 6); the self-check misses: < -> >",
     ("04_beta_vae", "optimal_gamma_per_pixel"): "87.5 % (14 of 16); the self-check misses: - -> +, dropped term",
-    ("05_evaluation", "best_gaussian"): "80.0 % (4 of 5); the self-check misses: sum -> mean",
+    ("05_evaluation", "best_gaussian"): "80.0 % (4 of 5) of its 6 capped mutants; all 33: 92.3 % (24 of 26); misses: sum -> mean",
     ("06_cvae", "style_transfer"): "80.0 % (4 of 5); the self-check misses: wrong variable",
-    ("07_vqvae", "quantize"): "69.0 % (20 of 29); the self-check misses: swapped arguments",
-    ("10_srvae", "diag_gaussian_kl"): "86.7 % (26 of 30); the self-check misses: - -> +, dropped term, sum -> mean",
+    ("07_vqvae", "quantize"): "78.6 % (44 of 56); the self-check misses: swapped arguments",
+    ("09_svae", "estimate_kappa"): "89.7 % (52 of 58); the self-check misses: - -> +, dropped factor, dropped term, off by one",
     ("10_srvae", "mixture_kl_tighter_bound"): "85.7 % (18 of 21); the self-check misses: dropped factor, off by one",
 }
 

@@ -57,7 +57,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Cell", "Exercise", "Mutant", "read_cells", "find_exercises", "mutants_of", "run_notebook",
@@ -946,11 +946,10 @@ def grade_cell_asserts(path: str | Path) -> list[str]:
             continue
         records = sorted(n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and _call_name(n) == "record")
         for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.Assert)), key=lambda n: n.lineno):
-            if True:
-                line = node.lineno if cell.line is None else cell.line + node.lineno - 1
-                where = ("before its records" if records and node.lineno < records[-1] else
-                         "after its records" if records else "and no record")
-                problems.append(f"{name}: assert on line {line} {where}: {ast.unparse(node.test)[:80]}")
+            line = node.lineno if cell.line is None else cell.line + node.lineno - 1
+            where = ("before its records" if records and node.lineno < records[-1] else
+                     "after its records" if records else "and no record")
+            problems.append(f"{name}: assert on line {line} {where}: {ast.unparse(node.test)[:80]}")
         if not records:
             problems.append(f"{name}: the grade cell records nothing")
     return problems
