@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install lab test slides site pretrain claims build grade bench clean
+.PHONY: install lab test slides site pretrain claims mutations build grade bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ pretrain: install
 CLAIMS_ARGS ?=
 claims: install
 	$(BIN)/python -m course_lib claims --seeds 0 1 2 3 4 $(CLAIMS_ARGS)
+
+# Every exercise's self-check against the usual mistakes (issue 17): the output-changing mutants it misses.
+# `make mutations MUTATIONS_ARGS="07 --all"` lists every mutant of lesson 7; the report is in build/mutations.json.
+MUTATIONS_ARGS ?=
+mutations: install
+	$(BIN)/python -m course_lib mutations --json build/mutations.json $(MUTATIONS_ARGS)
 
 build: install
 	$(BIN)/python -m course_lib build

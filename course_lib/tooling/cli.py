@@ -11,6 +11,7 @@
     site                   the course as an offline web site in build/site/html (course_lib.tooling.site)
     claims [LESSONS ...]   run lessons under several COURSE_SEEDs (--seeds, --full) and list failing claims
     timings [--measure]    measure each lesson's run time; write it into README.md and the lesson headers
+    mutations [NN ...]     mutation test of the exercises' self-checks (course_lib.tooling.mutations)
 """
 from __future__ import annotations
 
@@ -190,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("timings", help="measure each lesson's run time; write it into README.md and the headers",
                    add_help=False)
+    sub.add_parser("mutations", help="make the usual mistakes in each exercise's solution and report which ones "
+                                     "its self-check misses", add_help=False)
     return parser
 
 
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import pretrain
 
         return pretrain.main(argv[1:])
-    if argv and argv[0] in ("slides", "site", "claims", "timings"):
+    if argv and argv[0] in ("slides", "site", "claims", "timings", "mutations"):
         from importlib import import_module
 
         return import_module(f".{argv[0]}", __package__).main(argv[1:])
