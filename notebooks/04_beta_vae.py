@@ -778,6 +778,8 @@ assert all((best_unit[b] < 0.5).all() for b in SQ_BETAS), "no unit should know m
 # at all?" Expected: rotating the code changes nothing for the decoder, but a diagonal Gaussian can only fit an
 # axis-aligned posterior. A possible reason for what we see: x and y move the pixels in the same way, so no
 # rotation of the (x, y) plane is cheaper than another.
+# An "off" unit can still show some information in the matrix: the histogram uses the posterior mean mu_j(x),
+# which still moves a little with x, while its sigma_j near 1 drowns it in z_j (Burda's blind spot, section 5).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Try it: move β

@@ -235,7 +235,8 @@ def factor_images_figure(images, factor_text, nrow=8):
 def factor_unit_figure(mi_norm, betas, factor_names, gaps, active):
     """Lesson 4, section 8: I(z_j; v_k) / H(v_k) for each unit j (rows, sorted by KL) and factor k (columns), one
     panel per beta; ``active[beta]`` units are active (the others are labelled "off")."""
-    fig, axes = plt.subplots(1, len(betas), figsize=(3.3 * len(betas) + 1.6, 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(betas), figsize=(3.5 * len(betas) + 1.6, 3.9), squeeze=False,
+                             gridspec_kw={"wspace": 0.45})
     for i, (ax, b) in enumerate(zip(axes[0], betas)):
         m = _np(mi_norm[b])
         im = ax.imshow(m, cmap="cividis", vmin=0, vmax=1, aspect="auto")
