@@ -228,9 +228,9 @@ print("confidence:    " + "  ".join(f"{conf[b]:5.3f}" for b in BETAS))
 print("diversity:     " + "  ".join(f"{diversity[b]:5.2f}" for b in BETAS) + " nats")
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# - **Reconstructions lose identity as β grows**: over course seeds 0-4 (quick mode) the classifier recognises
-#   the test label in 0.87-0.90 of the reconstructions at β = 0.1, 0.81-0.87 at β = 1, 0.61-0.68 at β = 4 and
-#   0.32-0.44 at β = 8 (in the figure, the 4 of the third column already reads as a 9 from β = 1 on).
+# - **Reconstructions lose identity as β grows**: over course seeds 0-4 (quick mode) the classifier gives the test
+#   image's label to 0.87-0.90 of the reconstructions at β = 0.1, 0.81-0.87 at β = 1, 0.61-0.68 at β = 4 and
+#   0.32-0.44 at β = 8 (on course seed 0, the 4 of the third column already reads as a 9 from β = 1 on).
 # - **Samples**: the classifier's confidence on prior samples hardly depends on β: 0.58-0.69 for every β and seed,
 #   and which β comes first changes from seed to seed. The β = 8 samples are **less varied**: a class entropy of
 #   1.69-1.79 nats against 2.05 or more for every smaller β, on every seed: the code carries only a few nats, so
