@@ -223,3 +223,68 @@ def test_free_bits_changes_the_training_loss_not_the_reported_elbo():
     assert torch.allclose(a["neg_elbo"], b["neg_elbo"]) and torch.allclose(a["kl"], b["kl"])
     assert b["loss"] > a["loss"], "untrained units sit near the prior, below lambda = 1: each is charged lambda"
     assert a["kl"] < 1 and torch.allclose(b["loss"] - b["recon"], torch.tensor(3.0)), "3 dimensions, each charged lambda"
+
+
+# --- the synthetic data set with known factors (lesson 4, section 9) ------------------------
+
+from course_lib import synthetic  # noqa: E402
+
+
+def test_squares_grid_is_complete_deterministic_and_drawn_where_the_factors_say():
+    a, b = synthetic.squares(device="cpu"), synthetic.squares(device="cpu")
+    assert torch.equal(a.data.images, b.data.images) and torch.equal(a.factors, b.factors)
+    n_pos, n_side = len(a.values[0]), len(a.values[2])
+    assert len(a) == n_pos * n_pos * n_side and a.data.shape == (1, 28, 28)
+    # every combination of the three factors exactly once: independent, uniform factors
+    codes = a.factors[:, 0] * n_pos * n_side + a.factors[:, 1] * n_side + a.factors[:, 2]
+    assert torch.equal(codes.sort().values, torch.arange(len(a)))
+    assert set(a.data.images.unique().tolist()) == {0.0, 1.0}
+    for i in (0, 17, len(a) - 1):
+        img = a.data.images[i, 0]
+        rows, cols = img.nonzero(as_tuple=True)
+        cx, cy, side = (a.values[k][a.factors[i, k]].item() for k in range(3))
+        assert img.sum() == side * side
+        assert (cols.float().mean() + 0.5).item() == pytest.approx(cx) and (rows.float().mean() + 0.5).item() == pytest.approx(cy)
+    with pytest.raises(ValueError, match="leaves"):
+        synthetic.squares(xs=(2, 14), sides=(8,))
+
+
+def test_mutual_information_and_mig_on_codes_we_understand():
+    fd = synthetic.squares(device="cpu")
+    H = synthetic.factor_entropies(fd.factors)
+    assert torch.allclose(H, torch.log(torch.tensor([9.0, 9.0, 4.0])))
+    g = torch.Generator().manual_seed(0)
+    noise = 0.01 * torch.randn(len(fd), 3, generator=g)
+    aligned = fd.factors.float() + noise                                     # unit k = factor k
+    mi = synthetic.mutual_information(torch.cat([aligned, torch.randn(len(fd), 2, generator=g)], 1), fd.factors)
+    assert mi.shape == (5, 3) and (mi >= -1e-6).all()
+    assert (mi.argmax(0) == torch.arange(3)).all() and (mi.diagonal() > 0.7 * torch.minimum(H, torch.tensor(math.log(10)))).all()
+    assert (synthetic.mig(mi, H) > 0.6).all()
+    # the factors themselves (ties: equal values share a bin): every factor's information in its own unit
+    assert torch.allclose(synthetic.mig(synthetic.mutual_information(fd.factors.float(), fd.factors), H), torch.ones(3))
+    # the same information, mixed: two units that each hold x + y know about both, the gap shrinks
+    mixed = torch.stack([aligned[:, 0] + aligned[:, 1], aligned[:, 0] - aligned[:, 1], aligned[:, 2]], 1)
+    mig_mixed = synthetic.mig(synthetic.mutual_information(mixed, fd.factors), H)
+    assert (mig_mixed[:2] < 0.15).all() and mig_mixed[2] > 0.6
+    # a code that ignores the factors: no unit knows anything
+    assert synthetic.mutual_information(torch.randn(len(fd), 4, generator=g), fd.factors).max() < 0.25
+
+
+def test_factor_figures_draw_one_panel_per_beta_and_mark_inactive_units():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures import vae as figs
+
+    fd = synthetic.squares(device="cpu")
+    fig, axes = figs.factor_images_figure(fd.data.images[:3], ["a", "b", "c"])
+    assert len(axes) == 3
+    plt.close(fig)
+    mi = {1.0: torch.rand(5, 3), 4.0: torch.rand(5, 3)}
+    fig, axes = figs.factor_unit_figure(mi, (1.0, 4.0), fd.names, {1.0: torch.rand(3), 4.0: torch.rand(3)}, {1.0: 5, 4.0: 3})
+    assert axes.shape == (1, 2)
+    labels = [t.get_text() for t in axes[0, 1].get_yticklabels()]
+    assert labels[2] == "z3" and labels[3] == "z4 (off)"
+    plt.close(fig)

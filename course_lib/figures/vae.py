@@ -14,7 +14,7 @@ from ..plots import PALETTE, show_images
 
 __all__ = ["estimator_variance_figure", "kl_figure", "aggregated_posterior_figure", "aggregate_vs_prior_figure",
            "rate_distortion_figure", "kl_per_dim_figure", "warmup_figure", "gamma_curve_figure", "collapse_figure",
-           "per_dim_kl_values", "total_variation", "isolated_pixels"]
+           "per_dim_kl_values", "total_variation", "isolated_pixels", "factor_images_figure", "factor_unit_figure"]
 
 C = PALETTE
 FS = 12   # legend and tick font size: readable from the back of a room
@@ -218,3 +218,34 @@ def gamma_curve_figure(gammas, neg_elbo, gamma_star, gamma_learned):
     ax.tick_params(labelsize=FS)
     fig.tight_layout()
     return fig, ax
+
+
+def factor_images_figure(images, factor_text, nrow=8):
+    """Lesson 4, section 8: a few images of the synthetic data set with their factors as titles."""
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(1.45 * n, 1.9))
+    for ax, img, text in zip(np.atleast_1d(axes), images, factor_text):
+        ax.imshow(_np(img).squeeze(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(text, fontsize=FS - 2)
+        ax.set(xticks=[], yticks=[])
+    fig.tight_layout()
+    return fig, axes
+
+
+def factor_unit_figure(mi_norm, betas, factor_names, gaps, active):
+    """Lesson 4, section 8: I(z_j; v_k) / H(v_k) for each unit j (rows, sorted by KL) and factor k (columns), one
+    panel per beta; ``active[beta]`` units are active (the others are labelled "off")."""
+    fig, axes = plt.subplots(1, len(betas), figsize=(3.5 * len(betas) + 1.6, 3.9), squeeze=False,
+                             gridspec_kw={"wspace": 0.45})
+    for i, (ax, b) in enumerate(zip(axes[0], betas)):
+        m = _np(mi_norm[b])
+        im = ax.imshow(m, cmap="cividis", vmin=0, vmax=1, aspect="auto")
+        for (j, k), v in np.ndenumerate(m):
+            ax.text(k, j, f"{v:.2f}", ha="center", va="center", fontsize=FS - 1, color="black" if v > 0.5 else "white")
+        ax.set_xticks(range(len(factor_names)), [n.replace(" ", "\n") for n in factor_names], fontsize=FS - 1)
+        ax.set_yticks(range(m.shape[0]), [f"z{j + 1}" + ("" if j < active[b] else " (off)") for j in range(m.shape[0])],
+                      fontsize=FS - 1)
+        ax.set_title(f"β = {b:g}: MIG = {float(np.mean(_np(gaps[b]))):.2f}", fontsize=FS)
+    fig.colorbar(im, ax=axes[0].tolist(), label="I(z_j; v_k) / H(v_k)", shrink=0.9)
+    fig.suptitle("What each unit knows about each factor (units sorted by KL; MIG: mean over factors)", fontsize=FS)
+    return fig, axes
