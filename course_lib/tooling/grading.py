@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import hashlib
 import math
 import os
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,21 +74,13 @@ RECORDS_SECONDS = 20.0             # reading one cell's records
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def _dtypes():
+@functools.lru_cache(maxsize=None)
+def _dtypes() -> frozenset:
+    """The dtypes a recorded tensor may have."""
     import torch
 
-    return {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
-            torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool}
-
-
-class _Lazy(set):
-    def __contains__(self, item):
-        if not len(self):
-            self.update(_dtypes())
-        return super().__contains__(item)
-
-
-_DTYPES = _Lazy()
+    return frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+                      torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool})
 
 
 def clean_text(text) -> str:
@@ -341,7 +335,9 @@ def load_record(data: bytes) -> dict:
                 raise ValueError(f"inflates past {MAX_INFLATED_BYTES >> 20} MB")
             out.writestr(info.filename, chunk)
     stored.seek(0)
-    payload = torch.load(stored, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns while it checks a sparse tensor, which is refused below
+        payload = torch.load(stored, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or set(payload) != {"name", "value", "rtol", "atol", "message"}:
         raise ValueError("not a record")
     if not isinstance(payload["name"], str) or not isinstance(payload["message"], str):
@@ -378,7 +374,7 @@ def _check_plain(value, depth: int, count: list) -> None:
     if type(value) is torch.Tensor:
         if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized or value.is_meta:
             raise ValueError("a tensor that is not dense on the CPU")
-        if value.dtype not in _DTYPES:
+        if value.dtype not in _dtypes():
             raise ValueError(f"a tensor of dtype {value.dtype}")
         return
     raise ValueError(f"a {type(value).__name__}")
