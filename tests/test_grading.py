@@ -184,6 +184,9 @@ def test_solution_full_marks_and_untouched_zero(klass):
     assert scores(res, s["solution"]) == FULL
     assert scores(res, s["untouched"]) == {"add": 0, "square": 0, "double": 0}
     assert all("NotImplementedError" in r.message and r.status == "failed" for r in rows_of(res, s["untouched"]))
+    # the grade cell raised before recording: the hint of the first hidden test it did not reach, and the error
+    [add] = [r for r in rows_of(res, s["untouched"]) if r.exercise == "add"]
+    assert "add(-1, 1) should be 0" in add.message and "was not reached" in add.message
     assert scores(res, s["one_right"]) == {"add": 0, "square": 3, "double": 0}
 
 
