@@ -303,3 +303,23 @@ def test_the_escapes_are_live_without_the_sandbox(course, tmp_path):
                         sandbox=False, err=io.StringIO())
     for attack, path in s.items():
         assert scores(res, path) == FULL, f"{attack} does not escape even without the sandbox"
+
+
+def test_a_solution_that_breaks_its_own_rule_is_refused(tmp_path):
+    """The reference run is judged like a submission: a solution calling what its grade cell forbids is broken."""
+    (tmp_path / "solutions").mkdir()
+    text = (FIXTURES / "02_forbid.py").read_text()
+    (tmp_path / "solutions" / "02_forbid.py").write_text(text)
+    ref = grading.reference_run(tmp_path / "solutions", "02_forbid")
+    assert ref.forbidden == {"kl": ["course_lib.losses.gaussian_kl", "course_lib.distributions"]}
+    assert [r["name"] for r in ref.records["kl"]] == ["kl(mu, logvar)"]
+    body = "    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)"
+    assert body in text
+    cheat = text.replace(body, "    import importlib\n    return getattr(importlib.import_module('course_lib.losses'), "
+                               "'gaussian_kl')(mu, logvar)")
+    (tmp_path / "solutions" / "02_forbid.py").write_text(cheat)
+    with pytest.raises(RuntimeError, match="without calling course_lib.losses.gaussian_kl"):
+        grading.reference_run(tmp_path / "solutions", "02_forbid")
+    (tmp_path / "solutions" / "02_forbid.py").write_text(text.replace("import torch\n", "import torch\nfrom course_lib.losses import gaussian_kl\n", 1))
+    with pytest.raises(RuntimeError, match="uses course_lib.losses.gaussian_kl"):
+        grading.reference_run(tmp_path / "solutions", "02_forbid")

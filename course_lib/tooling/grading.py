@@ -471,30 +471,42 @@ def _forbidden_of(cell) -> list[str]:
 def reference_run(solutions_dir: str | Path, stem: str, timeout: float = DEFAULT_TIMEOUT, boxed: bool = True,
                   limits: sandbox.Limits | None = None, workdir: str | Path | None = None) -> Reference:
     """Run solution ``stem`` (in the same sandbox as the submissions, first) and keep what its grade
-    cells recorded. Raises RuntimeError when the solution fails its own hidden tests."""
+    cells recorded. Raises RuntimeError when the solution fails its own hidden tests, or breaks its
+    own forbidden-call rule (static check and run-time guard, as a submission would be judged)."""
     solution = read_solution(solutions_dir, stem)
     label = f"{solutions_dir}/{stem}"
     tests = _tests_of(solution, label)
     nb = copy.deepcopy(solution)
     _clean(nb)
     where = _where(nb, tests)
+    forbidden = {name: _forbidden_of(cell) for name, (cell, _) in tests.items()}
+    grade_cells = {i for i, _ in where.values()}
+    sources = [c.source for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in grade_cells]
+    for name, names in forbidden.items():
+        hits = forbid.static_uses(sources, names) if names else []
+        if hits:
+            raise RuntimeError(f"the solution {label} uses {hits[0]}, which exercise {name} forbids; fix it before grading")
+    run_nb, run_where, guard_at, _ = _with_guards(nb, where, forbidden)
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix=f"reference-{stem}-", dir=workdir))
     try:
-        outcomes, records = _execute(nb, tmp / "run", timeout, None, boxed, limits or sandbox.Limits())
+        outcomes, records = _execute(run_nb, tmp / "run", timeout, None, boxed, limits or sandbox.Limits())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    bad = [(name, outcomes.get(i)) for name, (i, _) in where.items()
+    bad = [(name, outcomes.get(i)) for name, (i, _) in run_where.items()
            if outcomes.get(i) is None or outcomes[i].status != "ok"]
     if bad:
         name, o = bad[0]
         why = o.error if o is not None else "not run"
         raise RuntimeError(f"the solution {label} fails its own hidden tests ({name}: {why}); fix it before grading")
-    recorded = {name: records.get(i, []) for name, (i, _) in where.items()}
+    for name, index in guard_at.items():
+        verdict = _guard_verdict(outcomes.get(index), name)
+        if verdict is not None:
+            raise RuntimeError(f"the solution {label}, exercise {name}: {verdict}; fix it before grading")
+    recorded = {name: records.get(i, []) for name, (i, _) in run_where.items()}
     broken = [(name, p["bad"]) for name, ps in recorded.items() for p in ps if p.get("name") is None]
     if broken:
         raise RuntimeError(f"the solution {label} left {broken[0][1]} in {broken[0][0]}")
-    forbidden = {name: _forbidden_of(cell) for name, (cell, _) in tests.items()}
     return Reference(stem, solution, tests, recorded, time.monotonic() - start, forbidden)
 
 
