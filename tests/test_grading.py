@@ -27,8 +27,9 @@ ADD = "def add(a, b):\n    return a + b"
 SQUARE = "def square(x):\n    return x * x"
 DOUBLE = "import torch\n\n\ndef double(t):\n    return 2 * t"
 FULL = {"add": 2, "square": 3, "double": 1}
-ISOLATED = sandbox.isolation_available()
-needs_isolation = pytest.mark.skipif(not ISOLATED, reason="Linux user namespaces (unshare) are not available here")
+ISOLATED = sandbox.unavailable() is None
+needs_isolation = pytest.mark.skipif(not ISOLATED, reason=f"no sandbox here: {sandbox.unavailable()}")
+BOX = {} if ISOLATED else {"sandbox": False}  # where bubblewrap cannot run, the unsandboxed grader is tested
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -172,8 +173,8 @@ def klass(course, tmp_path_factory):
     solution_before = (course / "solutions" / "01_demo.py").read_text()
     s = {k: v for k, v in s.items() if v}
     start = time.monotonic()
-    results = grading.grade(list(s.values()), solutions_dir=course / "solutions", timeout=60, quiet=True, jobs=2,
-                            csv_path=csv_path, keep_dir=keep)
+    results = grading.grade(list(s.values()), solutions_dir=course / "solutions", timeout=120, quiet=True, jobs=2,
+                            csv_path=csv_path, keep_dir=keep, **BOX)
     return dict(subs=s, results=results, seconds=time.monotonic() - start, keep=keep, csv=csv_path, tag=tag,
                 victim=victim, solution_before=solution_before, course=course)
 
@@ -183,6 +184,9 @@ def test_solution_full_marks_and_untouched_zero(klass):
     assert scores(res, s["solution"]) == FULL
     assert scores(res, s["untouched"]) == {"add": 0, "square": 0, "double": 0}
     assert all("NotImplementedError" in r.message and r.status == "failed" for r in rows_of(res, s["untouched"]))
+    # the grade cell raised before recording: the hint of the first hidden test it did not reach, and the error
+    [add] = [r for r in rows_of(res, s["untouched"]) if r.exercise == "add"]
+    assert "add(-1, 1) should be 0" in add.message and "was not reached" in add.message
     assert scores(res, s["one_right"]) == {"add": 0, "square": 3, "double": 0}
 
 
@@ -248,7 +252,7 @@ def test_unreadable_submissions_are_named_and_worth_their_real_points(klass):
     assert all(r.status == "error" for r in garbage)
     # garbage.ipynb cannot be told apart by name: one row; with --exercise it gets the real points
     [row] = grading.grade([s["garbage"]], solutions_dir=klass["course"] / "solutions", quiet=True,
-                          exercise="01_demo")[:1]
+                          exercise="01_demo", **BOX)[:1]
     assert (row.points, row.max_points, row.status) == (0, 2, "error")
 
 
@@ -272,7 +276,7 @@ def test_memory_and_printing_hogs_are_bounded(course, tmp_path):
                    "printing_hog.ipynb")
     before_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     res = grading.grade([hog, printer], solutions_dir=course / "solutions", quiet=True, timeout=120, memory_mb=1500,
-                        keep_dir=tmp_path / "kept")
+                        keep_dir=tmp_path / "kept", **BOX)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_peak) / 1024
     assert scores(res, hog) == FULL, "a MemoryError in the student's own cell costs nothing else"
     assert scores(res, printer) == FULL
@@ -290,19 +294,18 @@ def test_an_infinite_loop_scores_the_same_under_either_limit(course, tmp_path):
     expected = {"add": 2, "square": 0, "double": 0}
     # limits well above the few seconds the cells before the loop take on a busy machine (torch import)
     for kwargs in (dict(timeout=25), dict(timeout=120, cell_timeout=12)):
-        start = time.monotonic()
-        res = grading.grade([looping, stubborn], solutions_dir=course / "solutions", quiet=True, jobs=2, **kwargs)
+        res = grading.grade([looping, stubborn], solutions_dir=course / "solutions", quiet=True, jobs=2, **kwargs,
+                            **BOX)
         assert scores(res, looping) == expected == scores(res, stubborn), kwargs
         assert all(r.status == "timeout" for r in res if r.exercise != "add"), kwargs
-        assert time.monotonic() - start < 2 * 60
 
 
 def test_parallel_grading_gives_the_serial_csv(course, tmp_path):
     subs = [save(tmp_path, honest(course), "a.ipynb"), save(tmp_path, exercise(course), "b.ipynb"),
             save(tmp_path, solve(exercise(course), "square", SQUARE), "c.ipynb")]
     serial, parallel = tmp_path / "serial.csv", tmp_path / "parallel.csv"
-    grading.grade(subs, solutions_dir=course / "solutions", quiet=True, jobs=1, csv_path=serial)
-    grading.grade(subs, solutions_dir=course / "solutions", quiet=True, jobs=3, csv_path=parallel)
+    grading.grade(subs, solutions_dir=course / "solutions", quiet=True, jobs=1, csv_path=serial, **BOX)
+    grading.grade(subs, solutions_dir=course / "solutions", quiet=True, jobs=3, csv_path=parallel, **BOX)
     assert serial.read_text() == parallel.read_text() and serial.read_text().count("\n") == 1 + 3 * 3
 
 
@@ -313,15 +316,16 @@ def test_ctrl_c_keeps_what_was_graded(course, tmp_path):
                 "b_slow.ipynb")
     out = tmp_path / "grades.csv"
     proc = subprocess.Popen([sys.executable, "-m", "course_lib", "grade", first, slow, "--jobs", "1", "--csv", str(out),
-                             "--solutions", str(course / "solutions"), "--quiet", "--feedback", str(tmp_path / "fb")],
+                             "--solutions", str(course / "solutions"), "--quiet", "--feedback", str(tmp_path / "fb"),
+                             *([] if ISOLATED else ["--no-sandbox"])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 1200  # a safety net for a hung run, not a speed test (CI machines are busy)
     while time.monotonic() < deadline and (not out.exists() or first not in out.read_text()):
         time.sleep(0.5)
     while time.monotonic() < deadline and not running(tag):
         time.sleep(0.5)  # the second submission is running
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=1200)
     assert proc.returncode == 130, err
     rows = list(csv.DictReader(out.open()))
     assert [(r["submission"], r["exercise"], r["points"]) for r in rows] == [
@@ -332,10 +336,10 @@ def test_ctrl_c_keeps_what_was_graded(course, tmp_path):
 
 def test_bad_csv_path_fails_before_grading(course, tmp_path, capsys):
     sub = save(tmp_path, exercise(course), "x.ipynb")
-    start = time.monotonic()
     assert main(["grade", sub, "--csv", str(tmp_path / "no" / "such" / "dir" / "g.csv"),
                  "--solutions", str(course / "solutions"), "--feedback", str(tmp_path / "fb")]) == 2
-    assert time.monotonic() - start < 5 and "No such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "No such file" in err and "sandbox:" not in err, "it failed before building anything"
 
 
 def test_cli_folder_exercise_flag_gradebook_and_exit_codes(course, tmp_path, capsys):
@@ -344,14 +348,15 @@ def test_cli_folder_exercise_flag_gradebook_and_exit_codes(course, tmp_path, cap
     save(folder, honest(course), "alice.ipynb")  # any names, with --exercise
     save(folder, exercise(course), "bob.ipynb")
     out, book = tmp_path / "grades.csv", tmp_path / "book.csv"
+    nobox = [] if ISOLATED else ["--no-sandbox"]
     assert main(["grade", str(folder), "--exercise", "01_demo", "--csv", str(out), "--gradebook", str(book),
-                 "--solutions", str(course / "solutions"), "--feedback", str(tmp_path / "fb"), "--quiet"]) == 0
+                 "--solutions", str(course / "solutions"), "--feedback", str(tmp_path / "fb"), "--quiet", *nobox]) == 0
     book_rows = list(csv.DictReader(book.open()))
     assert [(Path(r["submission"]).name, r["add"], r["square"], r["double"], r["total"]) for r in book_rows] == [
         ("alice.ipynb", "2", "3", "1", "6"), ("bob.ipynb", "0", "0", "0", "0")]
     (folder / "carol.ipynb").write_text("{")
     assert main(["grade", str(folder / "carol.ipynb"), "--csv", str(out), "--solutions", str(course / "solutions"),
-                 "--feedback", str(tmp_path / "fb"), "--quiet"]) == 2
+                 "--feedback", str(tmp_path / "fb"), "--quiet", *nobox]) == 2
     assert "carol.ipynb" in capsys.readouterr().err
 
 

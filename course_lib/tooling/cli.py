@@ -103,9 +103,11 @@ def _grade(args) -> int:
         results = grading.grade(
             args.submissions, solutions_dir=args.solutions, timeout=args.timeout, cell_timeout=args.cell_timeout,
             quiet=args.quiet, jobs=args.jobs, csv_path=args.csv, exercise=args.exercise, keep_dir=args.feedback,
-            progress=not args.quiet, memory_mb=args.memory_mb,
-            isolate={"auto": None, "require": True, "off": False}[args.isolation])
+            progress=not args.quiet, memory_mb=args.memory_mb, sandbox=not args.no_sandbox)
     except OSError as e:  # the CSV or feedback path cannot be written: said before any grading
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # no sandbox can be built here
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.csv:
@@ -172,10 +174,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="wall-clock limit per submission (kernel start not counted)")
     g.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="limit per cell; like --timeout, a cell over it stops the submission")
-    g.add_argument("--memory-mb", type=float, default=4096, metavar="MB", help="memory limit of each kernel")
+    g.add_argument("--memory-mb", type=float, default=4096, metavar="MB",
+                   help="memory limit of each submission (all its processes)")
     g.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N", help="submissions graded at once")
-    g.add_argument("--isolation", choices=("auto", "require", "off"), default="auto",
-                   help="Linux namespaces: where available (auto), required, or not used")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run submissions without the bubblewrap sandbox (they can read and write what you can): "
+                        "only for work you trust")
     g.add_argument("--quiet", action="store_true", help="no per-submission tables and no progress bar")
     g.set_defaults(func=_grade)
     r = sub.add_parser("release", help="write what a student gets (lessons, exercises, course_lib) without solutions")

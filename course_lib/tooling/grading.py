@@ -2,36 +2,47 @@
 
 For each submission:
 
-1. **Which exercise notebook it is**: ``--exercise STEM``, else its metadata ``course.solution``,
-   else its file name, else the solution whose graded exercises it holds.
-2. **The hidden tests go back in**: every grade cell is replaced by the solution's (the student
-   cannot weaken it); grade cells the student deleted are appended.
-3. **It runs alone** (:mod:`course_lib.tooling.sandbox`): in a fresh temporary folder holding a copy of
-   itself only, with a minimal environment; where Linux allows it (user namespaces), in its own
-   namespaces, every file system read-only but that folder, and the solutions, the submissions
-   and the grader's output hidden; memory, CPU time and written file sizes limited; everything
-   it started is killed before its result is recorded.
+1. **Which exercise notebook it is**: ``--exercise STEM``, else its file name (or the longest
+   solution stem it starts with), else the one solution whose graded exercises it holds. A
+   symbolic link is refused; a path given twice is graded once.
+2. **The hidden tests go back in**: every grade cell (a code cell with ``grade`` metadata) is
+   replaced by the solution's (the student cannot weaken it); grade cells the student deleted are
+   appended.
+3. **It runs alone** (:mod:`course_lib.tooling.sandbox`): in a bubblewrap sandbox that shows it only
+   the Python environment, ``course_lib`` and a private home holding a copy of itself, in its own
+   user, PID, IPC and network namespaces, with memory and processes limited for the submission as
+   a whole (control groups where the grader can make them) and disk by the size of its home.
+   The solution notebook is run first, the same way. Without bubblewrap the grader refuses to run
+   unless ``sandbox=False`` (``--no-sandbox``) is asked for.
 4. **The grader judges values, not the student's kernel**: hidden tests ``record`` what the
-   student's functions return on hidden inputs (:mod:`course_lib.tooling.checks`); the solution
-   notebook is run the same way once; the two are compared in the grader's own process. An
-   exercise earns its points when its grade cell ran without error *and* every value it
-   recorded matches the solution's.
+   student's functions return on hidden inputs (:mod:`course_lib.tooling.checks`); the records
+   are read as untrusted data (:func:`load_record`) and compared with the solution's in the
+   grader's own process. An exercise earns its points when its grade cell ran without error,
+   every value it recorded matches the solution's, and it used no function its grade cell
+   forbids (:mod:`course_lib.tooling.forbidden`).
 
 Each submission gets one row per exercise: points, status (passed, failed, timeout, crashed,
 error) and a message that says what was expected. Rows are written as submissions finish (so
-Ctrl-C keeps them), with a feedback file and the executed notebook for each submission.
+Ctrl-C keeps them), with a feedback file and an executed notebook (the student's cells and the
+results, not the hidden tests) for each submission. Nothing a submission does ends the run.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import functools
+import hashlib
+import math
 import os
+import re
 import secrets
+import stat
 import shutil
 import sys
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +50,7 @@ from typing import Iterable, TextIO
 
 import nbformat
 
+from . import forbidden as forbid
 from . import sandbox
 from .checks import ENV as RECORDS_ENV
 from .checks import compare
@@ -53,7 +65,37 @@ KERNEL_ENV = {"COURSE_QUICK": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", 
               "PYTHONNOUSERSITE": "1", "TQDM_DISABLE": "1"}
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEMORY_MB = 4096
-MAX_RECORD_BYTES = 64 * 2**20
+MAX_SUBMISSION_BYTES = 50 * 2**20
+MAX_RECORD_BYTES = 16 * 2**20      # one record file as written
+MAX_INFLATED_BYTES = 64 * 2**20    # the same once decompressed
+MAX_RECORD_DEPTH = 32
+MAX_RECORDS_PER_CELL = 500
+RECORDS_SECONDS = 20.0             # reading one cell's records
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+@functools.lru_cache(maxsize=None)
+def _dtypes() -> frozenset:
+    """The dtypes a recorded tensor may have."""
+    import torch
+
+    return frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+                      torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool})
+
+
+def clean_text(text) -> str:
+    """``text`` without terminal escapes or control characters (tabs and newlines become spaces)."""
+    text = str(text).replace("\t", " ").replace("\r\n", " ").replace("\n", " ")
+    return _CONTROL.sub("", text)
+
+
+def _csv_cell(value):
+    """A CSV cell a spreadsheet shows as text: one beginning with = + - @ (a formula) is quoted."""
+    if isinstance(value, str):
+        value = clean_text(value)
+        if value[:1] in ("=", "+", "-", "@"):
+            return "'" + value
+    return value
 
 
 @dataclass
@@ -68,10 +110,15 @@ class Result:
     message: str = ""
     seconds: float = 0.0
 
+    def __post_init__(self):
+        self.message = clean_text(self.message)
+        self.exercise = clean_text(self.exercise)
+
     def row(self) -> dict:
-        """The CSV row: exactly :data:`CSV_COLUMNS`."""
-        return {"submission": self.submission, "exercise": self.exercise, "points": _num(self.points),
-                "max_points": _num(self.max_points), "status": self.status, "message": self.message}
+        """The CSV row: exactly :data:`CSV_COLUMNS` (text cells safe for a spreadsheet)."""
+        return {"submission": _csv_cell(self.submission), "exercise": _csv_cell(self.exercise),
+                "points": _num(self.points), "max_points": _num(self.max_points), "status": self.status,
+                "message": _csv_cell(self.message)}
 
 
 def _num(x: float) -> int | float:
@@ -90,7 +137,9 @@ def _one_line(text, width: int = 300) -> str:
 def _grade_names(nb) -> set:
     names = set()
     for cell in nb.get("cells", []):
-        grade = cell.get("metadata", {}).get("grade") if isinstance(cell, dict) else None
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        grade = cell.get("metadata", {}).get("grade")
         if isinstance(grade, dict) and isinstance(grade.get("exercise"), str):
             names.add(grade["exercise"])
     return names
@@ -100,10 +149,10 @@ def find_solution(nb: nbformat.NotebookNode, path: str | Path, solutions_dir: st
                   exercise: str | None = None) -> str:
     """The stem of the solution notebook for submission ``nb`` read from ``path``.
 
-    ``exercise`` (``--exercise``) first, then metadata ``course.solution``, then the file stem,
-    then the longest solution stem the file stem starts with (``01_demo_alice`` -> ``01_demo``),
-    then the one solution whose graded exercises the notebook holds. Raises LookupError when
-    none fits.
+    ``exercise`` (``--exercise``) first, then the file stem, then the longest solution stem the
+    file stem starts with (``01_demo_alice`` -> ``01_demo``), then the one solution whose graded
+    exercises the notebook holds. The notebook's own metadata never decides. Raises LookupError
+    when none fits.
     """
     stems = solution_stems(solutions_dir)
     if exercise is not None:
@@ -111,10 +160,6 @@ def find_solution(nb: nbformat.NotebookNode, path: str | Path, solutions_dir: st
             return exercise
         raise LookupError(f"--exercise {exercise!r} is not a solution notebook in {solutions_dir}; "
                           f"choose one of {', '.join(stems) or '(none found)'}")
-    course = nb.metadata.get("course")
-    wanted = course.get("solution") if isinstance(course, dict) else None
-    if isinstance(wanted, str) and wanted in stems:
-        return wanted
     stem = Path(path).stem
     if stem in stems:
         return stem
@@ -126,9 +171,8 @@ def find_solution(nb: nbformat.NotebookNode, path: str | Path, solutions_dir: st
         holding = [s for s in stems if names <= _grade_names(read_solution(solutions_dir, s))]
         if len(holding) == 1:
             return holding[0]
-    said = f"its metadata names {wanted!r}, which is not there; " if wanted else ""
     raise LookupError(
-        f"cannot tell which exercise notebook {Path(path).name} is: {said}pass --exercise STEM, or name the "
+        f"cannot tell which exercise notebook {clean_text(Path(path).name)} is: pass --exercise STEM, or name the "
         f"file after one of {', '.join(stems) or '(none found)'}"
     )
 
@@ -138,10 +182,10 @@ def graded_notebook(
 ) -> tuple[nbformat.NotebookNode, dict[str, tuple[int, float]]]:
     """The notebook to run, and ``{exercise: (cell index, points)}``.
 
-    The submission's cells, each grade cell replaced by the solution's grade
-    cell of the same exercise (source and metadata); grade cells missing from
-    the submission are appended; a repeated or unknown grade cell loses its
-    ``grade`` metadata and earns nothing.
+    The submission's cells, each grade cell (a code cell) replaced by the solution's
+    grade cell of the same exercise (source and metadata); grade cells missing from
+    the submission are appended; a repeated or unknown grade cell, or grade metadata
+    on a markdown cell, is dropped and earns nothing.
     """
     tests = _tests_of(solution, label)
     nb = copy.deepcopy(submission)
@@ -149,7 +193,7 @@ def graded_notebook(
     for cell in nb.cells:
         grade = cell.get("metadata", {}).get("grade")
         name = grade.get("exercise") if isinstance(grade, dict) else None
-        if isinstance(name, str) and name in tests and name not in used:
+        if cell.cell_type == "code" and isinstance(name, str) and name in tests and name not in used:
             cells.append(copy.deepcopy(tests[name][0]))
             used.add(name)
         else:
@@ -175,7 +219,7 @@ def _where(nb, tests) -> dict:
     where = {}
     for index, cell in enumerate(nb.cells):
         grade = cell.metadata.get("grade")
-        if isinstance(grade, dict) and grade.get("exercise") in tests:
+        if cell.cell_type == "code" and isinstance(grade, dict) and grade.get("exercise") in tests:
             where[grade["exercise"]] = (index, tests[grade["exercise"]][1])
     return where
 
@@ -183,58 +227,224 @@ def _where(nb, tests) -> dict:
 # --------------------------------------------------------------------------- running one notebook
 
 
-def _kernel_env(workdir: Path, token: str, records: Path) -> dict:
-    """The kernel's whole environment: nothing of the grader's but PATH, the locale and PYTHONPATH."""
-    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "SYSTEMROOT") if k in os.environ}
+def _kernel_env(home: str, token: str, records: str, boxed: bool) -> dict:
+    """The kernel's whole environment: nothing of the grader's but the locale (and, unsandboxed, PATH)."""
+    env = {k: os.environ[k] for k in ("LANG", "LC_ALL", "SYSTEMROOT") if k in os.environ}
+    if boxed:
+        env.update(PATH=f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", PYTHONPATH=sandbox.COURSE)
+    else:
+        env.update({k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ})
     env.update(KERNEL_ENV)
-    env.update(HOME=str(workdir), TMPDIR=str(workdir), MPLCONFIGDIR=str(workdir / ".matplotlib"),
-               IPYTHONDIR=str(workdir / ".ipython"), JUPYTER_RUNTIME_DIR=str(workdir / ".jupyter"),
-               COURSE_CHECKPOINT_DIR=str(workdir / "checkpoints"), COURSE_GRADING_TOKEN=token)
-    env[RECORDS_ENV] = str(records)
+    env.update(HOME=home, TMPDIR=home, MPLCONFIGDIR=f"{home}/.matplotlib", IPYTHONDIR=f"{home}/.ipython",
+               JUPYTER_RUNTIME_DIR=f"{home}/.jupyter", COURSE_CHECKPOINT_DIR=f"{home}/checkpoints",
+               COURSE_CACHE_DIR=f"{home}/.course_cache", COURSE_GRADING_TOKEN=token)
+    env[RECORDS_ENV] = records
     return env
 
 
-def _read_records(folder: Path, seen: set) -> list[dict]:
-    """New record files in ``folder`` (oldest first), loaded as plain data only."""
+class _RecordReader:
+    """The values a kernel recorded, read as data from an adversary: only regular files (no link, pipe
+    or device is ever opened), each under a size limit before and after decompression, at most
+    :data:`MAX_RECORDS_PER_CELL` new ones and :data:`RECORDS_SECONDS` of reading per cell, and a
+    structure of plain values only (dense CPU tensors, bounded nesting)."""
+
+    def __init__(self, base, parts: tuple[str, ...]):
+        self.base, self.parts, self.seen = base, parts, set()
+
+    def _folder(self) -> int:
+        base = self.base() if callable(self.base) else self.base
+        if base is None:
+            raise FileNotFoundError("the kernel is gone")
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for part in self.parts:
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            finally:
+                os.close(fd)
+            fd = nxt
+        return fd
+
+    def read(self) -> list[dict]:
+        try:
+            folder = self._folder()
+        except OSError:
+            return []  # no folder (deleted, replaced by a link, kernel gone): nothing recorded
+        try:
+            names = [n for n in os.listdir(folder) if n.endswith(".pt") and n not in self.seen]
+            if len(names) > MAX_RECORDS_PER_CELL:
+                self.seen.update(names)
+                return [{"name": None, "bad": f"more than {MAX_RECORDS_PER_CELL} recorded values in one cell"}]
+            start, found = time.monotonic(), []
+            for name in names:
+                self.seen.add(name)
+                if time.monotonic() - start > RECORDS_SECONDS:
+                    return [{"name": None, "bad": "recorded values that took too long to read"}]
+                found.append(self._one(folder, name))
+            found.sort(key=lambda x: (x[0], x[1]))
+            return [payload for _, _, payload in found]
+        finally:
+            os.close(folder)
+
+    def _one(self, folder: int, name: str):
+        bad = {"name": None, "bad": "an unreadable recorded value"}
+        try:
+            st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                return (0, name, {"name": None, "bad": "a recorded value that is not a regular file"})
+            if st.st_size > MAX_RECORD_BYTES:
+                return (st.st_mtime_ns, name, {"name": None, "bad": f"a recorded value over {MAX_RECORD_BYTES >> 20} MB"})
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    return (0, name, {"name": None, "bad": "a recorded value that is not a regular file"})
+                data = os.read(fd, MAX_RECORD_BYTES + 1)
+            finally:
+                os.close(fd)
+            if len(data) > MAX_RECORD_BYTES:
+                return (st.st_mtime_ns, name, {"name": None, "bad": f"a recorded value over {MAX_RECORD_BYTES >> 20} MB"})
+            return (st.st_mtime_ns, name, load_record(data))
+        except ValueError as e:
+            return (0, name, {"name": None, "bad": f"an unusable recorded value ({_one_line(e, 120)})"})
+        except Exception as e:  # a forged or damaged file: it counts as a wrong value
+            return (0, name, {**bad, "bad": f"an unreadable recorded value ({type(e).__name__})"})
+
+
+def load_record(data: bytes) -> dict:
+    """A record file's bytes as ``{"name", "value", "rtol", "atol", "message"}``; ValueError when it is
+    not one (too big once inflated, not plain data, nested too deep, a tensor that is not dense on the CPU)."""
+    import io
+    import zipfile
+
     import torch
 
-    out = []
-    for path in sorted(folder.glob("*.pt"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
-        if path.name in seen:
-            continue
-        seen.add(path.name)
-        try:
-            if path.stat().st_size > MAX_RECORD_BYTES:
-                out.append({"name": None, "bad": f"a recorded value over {MAX_RECORD_BYTES >> 20} MB"})
-                continue
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
-                raise ValueError("not a record")
-            out.append(payload)
-        except Exception as err:  # a forged or damaged file: it counts as a wrong value
-            out.append({"name": None, "bad": f"an unreadable recorded value ({type(err).__name__})"})
-    return out
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise ValueError("not a torch.save archive") from None
+    stored, budget = io.BytesIO(), MAX_INFLATED_BYTES
+    with archive, zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as out:
+        members = archive.infolist()
+        if len(members) > 1000:
+            raise ValueError("too many parts")
+        for info in members:
+            with archive.open(info) as f:
+                chunk = f.read(budget + 1)
+            budget -= len(chunk)
+            if budget < 0:
+                raise ValueError(f"inflates past {MAX_INFLATED_BYTES >> 20} MB")
+            out.writestr(info.filename, chunk)
+    stored.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns while it checks a sparse tensor, which is refused below
+        payload = torch.load(stored, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or set(payload) != {"name", "value", "rtol", "atol", "message"}:
+        raise ValueError("not a record")
+    if not isinstance(payload["name"], str) or not isinstance(payload["message"], str):
+        raise ValueError("not a record")
+    for key in ("rtol", "atol"):
+        if type(payload[key]) is not float or not math.isfinite(payload[key]) or payload[key] < 0:
+            raise ValueError("not a record")
+    _check_plain(payload["value"], 0, [0])
+    return payload
 
 
-def _execute(nb, workdir: Path, timeout: float, cell_timeout: float | None, isolate: bool, hide=(),
-             memory_mb: float | None = None, managers: set | None = None):
-    """Run ``nb`` in ``workdir``; (outcomes by cell index, records by cell index)."""
+def _check_plain(value, depth: int, count: list) -> None:
+    import torch
+
+    count[0] += 1
+    if depth > MAX_RECORD_DEPTH or count[0] > 100_000:
+        raise ValueError(f"nested deeper than {MAX_RECORD_DEPTH} levels or too many values")
+    if value is None or type(value) in (bool, int, float):
+        return
+    if type(value) is str:
+        if len(value) > 100_000:
+            raise ValueError("a string that is too long")
+        return
+    if type(value) in (list, tuple):
+        for v in value:
+            _check_plain(v, depth + 1, count)
+        return
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise ValueError("a dict key that is not a string")
+            _check_plain(v, depth + 1, count)
+        return
+    if type(value) is torch.Tensor:
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized or value.is_meta:
+            raise ValueError("a tensor that is not dense on the CPU")
+        if value.dtype not in _dtypes():
+            raise ValueError(f"a tensor of dtype {value.dtype}")
+        return
+    raise ValueError(f"a {type(value).__name__}")
+
+
+def _sandbox_base(inside: dict):
+    """Where this process sees the sandbox's root (None once the kernel has gone)."""
+    def base():
+        pid = inside.get("pid")
+        return f"/proc/{pid}/root" if pid else None
+    return base
+
+
+def _execute(nb, rundir: Path, timeout: float, cell_timeout: float | None, boxed: bool, limits: sandbox.Limits,
+             managers: set | None = None, copy_of: Path | None = None, cgroups: set | None = None):
+    """Run ``nb`` (sandboxed unless ``boxed`` is False); (outcomes by cell index, records by cell index)."""
     from .execution import run_cells
 
-    records_dir = workdir / ".records"
-    records_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(8)
-    env = _kernel_env(workdir, token, records_dir)
-    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    cpu = None if timeout is None else 2 * timeout + 60
-    argv = sandbox.command(kernel, str(workdir), hide=hide, mem_mb=memory_mb, cpu_seconds=cpu, isolate=isolate)
-    records, seen = {}, set()
+    rundir.mkdir(parents=True, exist_ok=True)
+    records: dict = {}
+    if not boxed:
+        home = rundir / "work"
+        (home / ".records").mkdir(parents=True, exist_ok=True)
+        if copy_of is not None:
+            shutil.copy2(copy_of, home / copy_of.name)
+        env = _kernel_env(str(home), token, str(home / ".records"), boxed=False)
+        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        argv = sandbox.unboxed_command(kernel, limits)
+        reader = _RecordReader(str(home), (".records",))
+
+        def after_cell(index, _outcome):
+            records[index] = reader.read()
+
+        outcomes = run_cells(nb, argv, env, home, timeout=timeout, cell_timeout=cell_timeout,
+                             after_cell=after_cell, marker=token, managers=managers,
+                             connection_file=rundir / "kernel.json")
+        return {o.index: o for o in outcomes}, records
+    home = sandbox.HOME
+    env = _kernel_env(home, token, f"{home}/.records", boxed=True)
+    conn = rundir / "kernel.json"
+    files = {f"{sandbox.RUN}/connection.json": str(conn)}
+    if copy_of is not None:
+        files[f"{home}/{copy_of.name}"] = str(copy_of)
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", f"{sandbox.RUN}/connection.json"]
+    cgroup = sandbox.Cgroup.create(limits)
+    if cgroups is not None:
+        cgroups.add(cgroup)
+    inside: dict = {}
+    reader = _RecordReader(_sandbox_base(inside), tuple(p for p in home.split("/") if p) + (".records",))
+
+    def locate(km):
+        pid = sandbox.inside_pid(km.provisioner.process.pid)
+        if pid is None:
+            return None
+        inside["pid"] = pid
+        return f"/proc/{pid}/root{sandbox.RUN}/k"
 
     def after_cell(index, _outcome):
-        records[index] = _read_records(records_dir, seen)
+        records[index] = reader.read()
 
-    outcomes = run_cells(nb, argv, env, workdir, timeout=timeout, cell_timeout=cell_timeout, after_cell=after_cell,
-                         marker=token, managers=managers)
+    try:
+        argv = sandbox.command(kernel, limits=limits, cgroup=cgroup, files=files, dirs=[f"{home}/.records"])
+        outcomes = run_cells(nb, argv, env, rundir, timeout=timeout, cell_timeout=cell_timeout, after_cell=after_cell,
+                             marker=token, managers=managers, transport="ipc", ip=f"{sandbox.RUN}/k",
+                             connection_file=conn, locate=locate)
+    finally:
+        cgroup.remove()
+        if cgroups is not None:
+            cgroups.discard(cgroup)
     return {o.index: o for o in outcomes}, records
 
 
@@ -247,30 +457,57 @@ class Reference:
     tests: dict
     records: dict  # exercise -> list of record payloads
     seconds: float = 0.0
+    forbidden: dict | None = None  # exercise -> forbidden dotted names
 
 
-def reference_run(solutions_dir: str | Path, stem: str, timeout: float = DEFAULT_TIMEOUT) -> Reference:
-    """Run solution ``stem`` (trusted code: not sandboxed) and keep what its grade cells recorded.
+def _forbidden_of(cell) -> list[str]:
+    grade = cell.get("metadata", {}).get("grade")
+    names = grade.get("forbidden", []) if isinstance(grade, dict) else []
+    if isinstance(names, str):
+        names = [names]
+    return [n for n in names if isinstance(n, str) and n]
 
-    Raises RuntimeError when the solution fails its own hidden tests.
-    """
+
+def reference_run(solutions_dir: str | Path, stem: str, timeout: float = DEFAULT_TIMEOUT, boxed: bool = True,
+                  limits: sandbox.Limits | None = None, workdir: str | Path | None = None) -> Reference:
+    """Run solution ``stem`` (in the same sandbox as the submissions, first) and keep what its grade
+    cells recorded. Raises RuntimeError when the solution fails its own hidden tests, or breaks its
+    own forbidden-call rule (static check and run-time guard, as a submission would be judged)."""
     solution = read_solution(solutions_dir, stem)
     label = f"{solutions_dir}/{stem}"
     tests = _tests_of(solution, label)
     nb = copy.deepcopy(solution)
     _clean(nb)
     where = _where(nb, tests)
+    forbidden = {name: _forbidden_of(cell) for name, (cell, _) in tests.items()}
+    grade_cells = {i for i, _ in where.values()}
+    sources = [c.source for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in grade_cells]
+    for name, names in forbidden.items():
+        hits = forbid.static_uses(sources, names) if names else []
+        if hits:
+            raise RuntimeError(f"the solution {label} uses {hits[0]}, which exercise {name} forbids; fix it before grading")
+    run_nb, run_where, guard_at, _ = _with_guards(nb, where, forbidden)
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=f"reference-{stem}-") as tmp:
-        outcomes, records = _execute(nb, Path(tmp), timeout, None, isolate=False)
-    bad = [(name, outcomes.get(i)) for name, (i, _) in where.items()
+    tmp = Path(tempfile.mkdtemp(prefix=f"reference-{stem}-", dir=workdir))
+    try:
+        outcomes, records = _execute(run_nb, tmp / "run", timeout, None, boxed, limits or sandbox.Limits())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    bad = [(name, outcomes.get(i)) for name, (i, _) in run_where.items()
            if outcomes.get(i) is None or outcomes[i].status != "ok"]
     if bad:
         name, o = bad[0]
         why = o.error if o is not None else "not run"
         raise RuntimeError(f"the solution {label} fails its own hidden tests ({name}: {why}); fix it before grading")
-    recorded = {name: records.get(i, []) for name, (i, _) in where.items()}
-    return Reference(stem, solution, tests, recorded, time.monotonic() - start)
+    for name, index in guard_at.items():
+        verdict = _guard_verdict(outcomes.get(index), name)
+        if verdict is not None:
+            raise RuntimeError(f"the solution {label}, exercise {name}: {verdict}; fix it before grading")
+    recorded = {name: records.get(i, []) for name, (i, _) in run_where.items()}
+    broken = [(name, p["bad"]) for name, ps in recorded.items() for p in ps if p.get("name") is None]
+    if broken:
+        raise RuntimeError(f"the solution {label} left {broken[0][1]} in {broken[0][0]}")
+    return Reference(stem, solution, tests, recorded, time.monotonic() - start, forbidden)
 
 
 def _judge(expected: list[dict], got: list[dict]) -> str | None:
@@ -289,10 +526,28 @@ def _judge(expected: list[dict], got: list[dict]) -> str | None:
         hint = f" {ref['message']}" if ref.get("message") else ""
         if k >= len(values):
             return f"hidden test {name!r} did not record a value.{hint}"
-        why = compare(ref["value"], values[k], ref["rtol"], ref["atol"], name)
+        try:
+            why = compare(ref["value"], values[k], ref["rtol"], ref["atol"], name)
+        except Exception as e:  # a value compare cannot handle: wrong, not the end of the run
+            why = f"{name}: a value that cannot be compared ({type(e).__name__})"
         if why is not None:
             return f"{why}.{hint}"
     return None
+
+
+def _not_reached(expected: list[dict], got: list[dict]) -> str:
+    """The first hidden test (name and hint) the submission did not record, or ''."""
+    counts: dict[str, int] = {}
+    for payload in got:
+        if payload.get("name") is not None:
+            counts[payload["name"]] = counts.get(payload["name"], 0) + 1
+    for ref in expected:
+        if counts.get(ref["name"], 0) > 0:
+            counts[ref["name"]] -= 1
+            continue
+        hint = f": {ref['message']}" if ref.get("message") else ""
+        return f"hidden test {ref['name']!r} was not reached{hint}"
+    return ""
 
 
 # --------------------------------------------------------------------------- grading one submission
@@ -307,36 +562,85 @@ def _error_rows(name: str, what: str, detail: str = "", exercises: dict | None =
     return [Result(name, f"<error: {what}>", 0, 0, status="error", message=message)]
 
 
+def _read_submission(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (not followed if a link), as plain code, markdown and raw cells."""
+    fd = os.open(str(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(MAX_SUBMISSION_BYTES + 1)
+    if len(data) > MAX_SUBMISSION_BYTES:
+        raise ValueError(f"over {MAX_SUBMISSION_BYTES >> 20} MB")
+    raw = nbformat.reads(data.decode("utf-8"), as_version=4)
+    cells = raw.get("cells") if isinstance(raw, dict) else None
+    if not isinstance(cells, list):
+        raise ValueError("no cells")
+    nb = nbformat.v4.new_notebook()
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            raise ValueError(f"cell {i + 1} is not a code, markdown or raw cell")
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(x, str) for x in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise ValueError(f"cell {i + 1} has no text")
+        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
+                "raw": nbformat.v4.new_raw_cell}[cell["cell_type"]]
+        nb.cells.append(make(source, metadata=copy.deepcopy(meta)))
+    return nb
+
+
 class Grader:
-    """Grades submissions against one solutions folder; runs each solution notebook once.
+    """Grades submissions against one solutions folder; runs each solution notebook once, first.
 
     ``timeout``: wall-clock seconds for a whole submission (kernel start not counted);
     ``cell_timeout``: seconds for any one cell (default: no separate limit). Both stop the
     submission the same way: the kernel is killed, later cells are not run, the points earned
-    before are kept. ``memory_mb``: the kernel's memory limit; ``isolate``: None (namespaces
-    where available), True (required) or False.
+    before are kept. ``memory_mb``: memory of the whole submission (see :class:`sandbox.Limits`).
+    ``sandbox``: True (default; RuntimeError where bubblewrap cannot build one) or False
+    (``--no-sandbox``: per-process limits only). ``isolate`` is the older name of ``sandbox``.
     """
 
     def __init__(self, solutions_dir: str | Path = "solutions", timeout: float = DEFAULT_TIMEOUT,
                  cell_timeout: float | None = None, memory_mb: float | None = DEFAULT_MEMORY_MB,
-                 isolate: bool | None = None, hide: Iterable[str | Path] = (), keep_dir: str | Path | None = None):
+                 isolate: bool | None = None, hide: Iterable[str | Path] = (), keep_dir: str | Path | None = None,
+                 sandbox: bool | None = None, limits: "sandbox_mod.Limits | None" = None):
         self.solutions_dir = _solutions_folder(solutions_dir)
         self.timeout = float(timeout)
         self.cell_timeout = cell_timeout
-        self.memory_mb = memory_mb
-        self.isolate = sandbox.isolation_available() if isolate is None else bool(isolate)
-        if isolate and not sandbox.isolation_available():
-            raise RuntimeError("isolation was required but this machine does not allow user namespaces (unshare)")
-        self.tmp_root = Path(tempfile.mkdtemp(prefix="course-grading-"))  # every submission's folder, hidden
-        self.hide = [Path(h).resolve() for h in hide] + [self.tmp_root.resolve()]
+        self.boxed = bool(sandbox if sandbox is not None else (isolate if isolate is not None else True))
+        del hide  # the sandbox shows an allow-list: nothing needs hiding
+        if self.boxed:
+            why = sandbox_mod.unavailable()
+            if why is not None:
+                raise RuntimeError(f"{why}: {sandbox_mod.INSTALL_HINT}")
+        self.limits = limits or sandbox_mod.Limits(memory_mb=memory_mb)
+        if cell_timeout is None and self.limits.cpu_seconds is None:
+            self.limits.cpu_seconds = 2 * self.timeout + 60
+        self.tmp_root = Path(tempfile.mkdtemp(prefix="course-grading-"))
         self.keep_dir = Path(keep_dir) if keep_dir else None
         self.managers: set = set()
+        self.cgroups: set = set()
         self._references: dict[str, Reference | Exception] = {}
         self._lock = threading.Lock()
         self._stem_locks: dict[str, threading.Lock] = {}
+        self._names: set = set()
+
+    def describe(self) -> str:
+        """What isolates each submission and which limits hold (one line for the output)."""
+        if not self.boxed:
+            return ("no sandbox (--no-sandbox): submissions run as your user and can read and write what you can; "
+                    "limits per process only")
+        probe = sandbox_mod.Cgroup.create(self.limits)
+        how = probe.how
+        probe.remove()
+        return sandbox_mod.describe(self.limits, how)
 
     def close(self) -> None:
-        """Remove the folder the submissions ran in."""
+        """Kill what still runs and remove the folder the submissions ran in."""
+        for cg in list(self.cgroups):
+            cg.remove()
         shutil.rmtree(self.tmp_root, ignore_errors=True)
 
     def reference(self, stem: str) -> Reference:
@@ -345,7 +649,9 @@ class Grader:
         with lock:
             if stem not in self._references:
                 try:
-                    self._references[stem] = reference_run(self.solutions_dir, stem, timeout=max(self.timeout, 600))
+                    self._references[stem] = reference_run(self.solutions_dir, stem, timeout=max(self.timeout, 600),
+                                                            boxed=self.boxed, limits=self.limits,
+                                                            workdir=self.tmp_root)
                 except Exception as err:
                     self._references[stem] = err
         ref = self._references[stem]
@@ -354,16 +660,23 @@ class Grader:
         return ref
 
     def grade_one(self, path: str | Path, exercise: str | None = None) -> list[Result]:
-        """Grade one submission: one :class:`Result` per exercise."""
+        """Grade one submission: one :class:`Result` per exercise (never raises for a bad submission)."""
         name = str(path)
-        path = Path(path)
+        try:
+            return self._grade_one(name, Path(path), exercise)
+        except Exception as e:  # whatever went wrong, it is this submission's row, not the end of the run
+            return _error_rows(name, "the grader could not grade it", f"{type(e).__name__}: {_one_line(e, 120)}",
+                               self._points_if_known(Path(path), exercise))
+
+    def _grade_one(self, name: str, path: Path, exercise: str | None) -> list[Result]:
+        if os.path.islink(path):
+            return _error_rows(name, "a symbolic link, not a notebook: submit the notebook file itself", "",
+                               self._points_if_known(path, exercise))
         if not path.is_file():
             return _error_rows(name, "file not found" if not path.exists() else "not a file")
         try:
-            submission = nbformat.read(str(path), as_version=4)
-            if not isinstance(submission.get("cells"), list):
-                raise ValueError("no cells")
-        except Exception as e:  # nbformat raises several kinds for bad input
+            submission = _read_submission(path)
+        except Exception as e:  # nbformat and json raise several kinds for bad input
             known = self._points_if_known(path, exercise)
             return _error_rows(name, "not a valid notebook", f"{type(e).__name__}: {_one_line(e, 80)}", known)
         try:
@@ -378,26 +691,27 @@ class Grader:
         if not points:
             return _error_rows(name, "its solution notebook has no grade cells", stem)
         nb, where = graded_notebook(submission, ref.solution, label=f"{self.solutions_dir}/{stem}")
-        hide = _hideable({self.solutions_dir.resolve(), path.resolve().parent, *self.hide})
+        static = self._static_uses(nb, where, ref)
+        run_nb, run_where, guard_at, moved = _with_guards(nb, where, ref.forbidden or {})
         tmp = Path(tempfile.mkdtemp(prefix="submission-", dir=self.tmp_root))
         try:
-            work = tmp / "work"
-            work.mkdir()
-            shutil.copy2(path, work / path.name)  # a copy of itself only
+            copy_of = tmp / "copy" / _plain_name(path)
+            copy_of.parent.mkdir()
+            nbformat.write(submission, str(copy_of))  # a copy of itself only (the cells it was graded on)
             try:
-                outcomes, records = _execute(nb, work, self.timeout, self.cell_timeout, self.isolate,
-                                             hide=hide, memory_mb=self.memory_mb,
-                                             managers=self.managers)
+                outcomes, records = _execute(run_nb, tmp / "run", self.timeout, self.cell_timeout, self.boxed,
+                                             self.limits, managers=self.managers, copy_of=copy_of,
+                                             cgroups=self.cgroups)
             except Exception as e:  # the kernel could not be started at all
                 return _error_rows(name, "could not run it", f"{type(e).__name__}: {_one_line(e, 120)}", points)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         results = []
-        elapsed = 0.0
         ordered = sorted(outcomes.values(), key=lambda o: o.index)
-        for exercise_name, (index, pts) in sorted(where.items(), key=lambda kv: kv[1][0]):
+        for exercise_name, (index, pts) in sorted(run_where.items(), key=lambda kv: kv[1][0]):
             outcome = outcomes.get(index)
             elapsed = sum(o.seconds for o in ordered if o.index <= index)
+            expected, got = ref.records.get(exercise_name, []), records.get(index, [])
             if outcome is None or outcome.status == "not run":
                 why = outcome.error if outcome is not None and outcome.error else "not run"
                 status = "crashed" if "(died)" in why else ("timeout" if "(timeout)" in why else "failed")
@@ -407,38 +721,73 @@ class Grader:
             elif outcome.status == "died":
                 results.append(Result(name, exercise_name, 0, pts, "crashed", outcome.error, elapsed))
             elif outcome.status == "error":
-                results.append(Result(name, exercise_name, 0, pts, "failed", outcome.error, elapsed))
+                missed = _not_reached(expected, got)
+                why = f"{missed} (the grade cell stopped: {outcome.error})" if missed else outcome.error
+                results.append(Result(name, exercise_name, 0, pts, "failed", why, elapsed))
             else:
-                why = _judge(ref.records.get(exercise_name, []), records.get(index, []))
+                why = _judge(expected, got)
+                if why is None and static.get(exercise_name):
+                    why = forbid.rule_message(static[exercise_name][0])
+                if why is None and exercise_name in guard_at:
+                    why = _guard_verdict(outcomes.get(guard_at[exercise_name]), exercise_name)
                 if why is None:
                     results.append(Result(name, exercise_name, pts, pts, "passed", "", elapsed))
                 else:
                     results.append(Result(name, exercise_name, 0, pts, "failed", why, elapsed))
-        self._keep(path, nb, outcomes, results)
+        self._keep(path, nb, where, outcomes, moved, results)
         return results
 
+    def _static_uses(self, nb, where: dict, ref: Reference) -> dict:
+        grade_cells = {i for i, _ in where.values()}
+        sources = [c.source for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in grade_cells]
+        return {ex: forbid.static_uses(sources, names) for ex, names in (ref.forbidden or {}).items() if names}
+
     def _points_if_known(self, path: Path, exercise: str | None) -> dict | None:
-        stems = solution_stems(self.solutions_dir)
-        stem = exercise if exercise in stems else (path.stem if path.stem in stems else None)
-        if stem is None:
-            prefixes = [s for s in stems if path.stem.startswith(s)]
-            stem = max(prefixes, key=len) if prefixes else None
-        if stem is None:
-            return None
         try:
+            stems = solution_stems(self.solutions_dir)
+            stem = exercise if exercise in stems else (path.stem if path.stem in stems else None)
+            if stem is None:
+                prefixes = [s for s in stems if path.stem.startswith(s)]
+                stem = max(prefixes, key=len) if prefixes else None
+            if stem is None:
+                return None
             return {ex: pts for ex, (_, pts) in _tests_of(read_solution(self.solutions_dir, stem), stem).items()}
         except (ValueError, OSError):
             return None
 
-    def _keep(self, path: Path, nb, outcomes: dict, results: list[Result]) -> None:
-        """The executed notebook (outputs as far as the byte budget allowed) and a feedback file."""
+    def _unique_name(self, path: Path) -> str:
+        with self._lock:
+            base = _safe_name(path)
+            name, k = base, 1
+            while name in self._names:
+                k += 1
+                name = f"{base}-{k}"
+            self._names.add(name)
+            return name
+
+    def _keep(self, path: Path, nb, where: dict, outcomes: dict, moved: dict, results: list[Result]) -> None:
+        """The executed notebook (the student's cells with their outputs, each grade cell replaced by its
+        result) and a feedback file."""
         if self.keep_dir is None:
             return
         self.keep_dir.mkdir(parents=True, exist_ok=True)
-        base = _safe_name(path)
+        base = self._unique_name(path)
         executed = copy.deepcopy(nb)
-        for index, outcome in outcomes.items():
-            cell = executed.cells[index]
+        by_exercise = {r.exercise: r for r in results}
+        for index, cell in enumerate(executed.cells):
+            if cell.cell_type != "code":
+                continue
+            grade = cell.metadata.get("grade")
+            if index in {i for i, _ in where.values()} and isinstance(grade, dict):
+                r = by_exercise.get(grade.get("exercise"))
+                cell.source = f"# hidden tests of exercise {grade.get('exercise')!r} (run by the grader)"
+                text = (f"{_num(r.points)} / {_num(r.max_points)} points: {r.status}"
+                        f"{': ' + r.message if r.message else ''}\n") if r else "not graded\n"
+                cell["outputs"] = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+                continue
+            outcome = outcomes.get(moved.get(index, -1))
+            if outcome is None:
+                continue
             cell["outputs"] = [nbformat.from_dict(_as_output(o)) for o in outcome.outputs]
             if outcome.dropped_bytes:
                 cell["outputs"].append(nbformat.v4.new_output(
@@ -447,16 +796,52 @@ class Grader:
         (self.keep_dir / f"{base}.feedback.md").write_text(feedback_markdown(results), encoding="utf-8")
 
 
-def _hideable(paths) -> list[str]:
-    """The paths to hide from a kernel, less any that holds what the kernel needs (Python, course_lib)."""
-    needed = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[1], Path(sys.executable).resolve()]
-    out = []
-    for p in paths:
-        p = Path(p)
-        if p == Path("/") or any(n == p or p in n.parents for n in needed):
-            continue
-        out.append(str(p))
-    return sorted(out)
+sandbox_mod = sandbox
+
+
+def _with_guards(nb, where: dict, forbidden: dict):
+    """``nb`` with the forbidden-call guard's two cells around each grade cell that forbids something;
+    (notebook, where in it, {exercise: index of its guard's report cell}, {index in ``nb``: index in it})."""
+    out = copy.deepcopy(nb)
+    by_index = {i: ex for ex, (i, _) in where.items()}
+    cells, new_where, guard_at, moved = [], {}, {}, {}
+    for index, cell in enumerate(out.cells):
+        ex = by_index.get(index)
+        names = forbidden.get(ex) if ex is not None else None
+        if names:
+            cells.append(nbformat.v4.new_code_cell(forbid.guard_on_source(ex, names, cell.source)))
+        if ex is not None:
+            new_where[ex] = (len(cells), where[ex][1])
+        moved[index] = len(cells)
+        cells.append(cell)
+        if names:
+            guard_at[ex] = len(cells)
+            cells.append(nbformat.v4.new_code_cell(forbid.guard_off_source()))
+    out.cells = cells
+    return out, new_where, guard_at, moved
+
+
+def _guard_verdict(report_outcome, exercise: str) -> str | None:
+    """None when the guard around ``exercise``'s grade cell saw no forbidden call, else why not."""
+    if report_outcome is None or report_outcome.status != "ok":
+        return "the forbidden-call check did not run (the guard's report cell failed)"
+    reports = [o["data"][forbid.MIME] for o in report_outcome.outputs
+               if o.get("output_type") == "display_data" and forbid.MIME in o.get("data", {})]
+    if len(reports) != 1 or not isinstance(reports[0], dict) or reports[0].get("exercise") != exercise:
+        return "the forbidden-call check did not report"
+    calls = reports[0].get("calls")
+    if not isinstance(calls, list) or not all(isinstance(c, str) for c in calls):
+        return "the forbidden-call check did not report"
+    if calls:
+        return forbid.rule_message(calls[0])
+    if reports[0].get("intact") is not True:
+        return "the forbidden-call check was switched off while the hidden tests ran"
+    return None
+
+
+def _plain_name(path: Path) -> str:
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.name)[:100]
+    return name if name.endswith(".ipynb") else "submission.ipynb"
 
 
 def _as_output(o: dict) -> dict:
@@ -473,9 +858,11 @@ def _as_output(o: dict) -> dict:
 
 
 def _safe_name(path: Path) -> str:
-    parent = path.resolve().parent.name
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{parent}__{path.stem}")
-    return stem[:120]
+    """A file name for ``path``'s feedback: readable, and different for any two paths (a hash of the whole path)."""
+    full = os.path.abspath(str(path))
+    parent = Path(full).parent.name
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{parent}__{Path(full).stem}")
+    return f"{stem[:100]}-{hashlib.sha256(full.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
 def feedback_markdown(results: list[Result]) -> str:
@@ -484,7 +871,7 @@ def feedback_markdown(results: list[Result]) -> str:
         return ""
     total = sum(r.points for r in results)
     most = sum(r.max_points for r in results)
-    lines = [f"# Feedback: {Path(results[0].submission).name}", "",
+    lines = [f"# Feedback: {clean_text(Path(results[0].submission).name)}", "",
              f"**Total: {_num(total)} / {_num(most)} points**", "",
              "| exercise | points | status | after | what to look at |", "|---|---|---|---|---|"]
     for r in results:
@@ -514,14 +901,18 @@ def _solutions_folder(solutions_dir: str | Path) -> Path:
 
 
 def expand(paths: Iterable[str | Path]) -> list[str]:
-    """Submissions: files as given, folders replaced by the notebooks inside them (sorted, recursively)."""
-    out = []
+    """Submissions: files as given, folders replaced by the notebooks inside them (sorted, recursively,
+    links included: they are refused when graded); a file named twice is graded once."""
+    out, seen = [], set()
     for p in paths:
         p = Path(p)
-        if p.is_dir():
-            out += [str(q) for q in sorted(p.rglob("*.ipynb")) if ".ipynb_checkpoints" not in q.parts]
-        else:
-            out.append(str(p))
+        found = ([str(q) for q in sorted(p.rglob("*.ipynb")) if ".ipynb_checkpoints" not in q.parts]
+                 if p.is_dir() and not p.is_symlink() else [str(p)])
+        for q in found:
+            key = os.path.normpath(os.path.abspath(q))
+            if key not in seen:
+                seen.add(key)
+                out.append(q)
     return out
 
 
@@ -529,7 +920,7 @@ def report(results: list[Result]) -> str:
     """A readable table of one submission's results, with its total."""
     if not results:
         return ""
-    lines = [f"== {results[0].submission}"]
+    lines = [f"== {clean_text(results[0].submission)}"]
     if len(results) == 1 and results[0].exercise.startswith("<error"):
         return "\n".join(lines + [f"   could not grade: {results[0].message}"])
     width = max(len("exercise"), *(len(r.exercise) for r in results))
@@ -579,33 +970,33 @@ def grade(paths: Iterable[str | Path], solutions_dir: str | Path = "solutions", 
           cell_timeout: float | None = None, quiet: bool = False, out: TextIO | None = None,
           err: TextIO | None = None, jobs: int = 1, csv_path: str | Path | None = None, exercise: str | None = None,
           keep_dir: str | Path | None = None, progress: bool = False, memory_mb: float | None = DEFAULT_MEMORY_MB,
-          isolate: bool | None = None) -> list[Result]:
+          isolate: bool | None = None, sandbox: bool | None = None, limits: "sandbox_mod.Limits | None" = None
+          ) -> list[Result]:
     """Grade each submission in ``paths`` (folders expanded), ``jobs`` at a time.
 
     Prints a table per submission to ``out`` and problems to ``err``; with ``csv_path``, writes
     the rows as they finish (the path is opened before grading starts, so a bad one fails at
     once). A missing or unreadable submission gives rows with status ``error`` and 0 points.
     ``keep_dir``: where the executed notebooks and feedback files go. Ctrl-C stops grading,
-    kills the running kernels and keeps every finished row.
+    kills the running kernels and keeps every finished row. ``sandbox=False`` (``--no-sandbox``)
+    runs the submissions unisolated; otherwise RuntimeError where no sandbox can be built.
     """
     out = None if quiet else (out or sys.stdout)
     err = err or sys.stderr
     paths = expand(paths)
-    hide = []
     f = None
     if csv_path is not None:
-        csv_path = Path(csv_path)
-        f = open(csv_path, "w", encoding="utf-8", newline="")  # fails now, not after grading
-        hide.append(csv_path.resolve())
-    if keep_dir is not None:
-        Path(keep_dir).mkdir(parents=True, exist_ok=True)
-        hide.append(Path(keep_dir).resolve())
-    grader = Grader(solutions_dir, timeout=timeout, cell_timeout=cell_timeout, memory_mb=memory_mb, isolate=isolate,
-                    hide=hide, keep_dir=keep_dir)
-    if not grader.isolate:
-        print("warning: Linux user namespaces are not available here: submissions run with limits but not "
-              "isolated (they can read and write what your user can). Grade in a container or a throw-away account.",
-              file=err, flush=True)
+        f = open(Path(csv_path), "w", encoding="utf-8", newline="")  # fails now, not after grading
+    try:
+        if keep_dir is not None:
+            Path(keep_dir).mkdir(parents=True, exist_ok=True)
+        grader = Grader(solutions_dir, timeout=timeout, cell_timeout=cell_timeout, memory_mb=memory_mb,
+                        isolate=isolate, keep_dir=keep_dir, sandbox=sandbox, limits=limits)
+    except BaseException:
+        if f is not None:
+            f.close()
+        raise
+    print(("warning: " if not grader.boxed else "") + grader.describe(), file=err, flush=True)
     rows_out = _RowWriter(f)
     results: dict[int, list[Result]] = {}
     bar = None
@@ -620,7 +1011,7 @@ def grade(paths: Iterable[str | Path], solutions_dir: str | Path = "solutions", 
             results[i] = rows
             rows_out.add(i, rows)
             if rows and rows[0].status == "error":
-                print(f"error: {paths[i]}: {rows[0].message}", file=err, flush=True)
+                print(f"error: {clean_text(paths[i])}: {rows[0].message}", file=err, flush=True)
             if out is not None:
                 print(report(rows), file=out, flush=True)
             if bar is not None:
@@ -649,6 +1040,8 @@ def grade(paths: Iterable[str | Path], solutions_dir: str | Path = "solutions", 
 
         for km in list(grader.managers):
             kill_process_tree(km)
+        for cg in list(grader.cgroups):
+            cg.kill()
         with lock:
             rows_out.flush_rest()
         print(f"interrupted: kept the {len(results)} submission(s) graded so far", file=err, flush=True)

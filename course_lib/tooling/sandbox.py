@@ -1,197 +1,376 @@
-"""Start a command (a student's kernel) with limits, and isolated where Linux allows it.
+"""The sandbox a submission's kernel runs in: bubblewrap (``bwrap``) does the isolation, this module
+only says what to show.
 
-The grader launches each student kernel as
+:func:`command` returns the argv that starts a kernel as
 
-    unshare --user --map-root-user --mount --pid --fork --kill-child --mount-proc \\
-        python -m course_lib.tooling.sandbox --isolate --workdir W --hide S ... -- python -m ipykernel_launcher ...
+    python -I -S -c LAUNCH SPEC bwrap --unshare-user --unshare-pid ... -- KERNEL
 
-(:func:`command`). In the new namespaces this module, before it ``exec``s the kernel:
+- ``LAUNCH`` (a few lines, run as the grader's user, outside) puts itself into the submission's
+  control groups (:class:`Cgroup`: total memory and number of processes of the whole submission,
+  cgroups v2 where the grader may create one, else v1) and sets the per-process resource limits
+  (CPU seconds, size of one written file, no core dumps; the memory of each process where no
+  control group could be made), then ``exec``s bwrap;
+- bwrap gives the kernel new user, PID, IPC, UTS, cgroup and **network** namespaces (loopback only),
+  no capabilities, a user that is not root inside, a new session, and dies with the grader. Its
+  file system is an allow-list: read-only the system's ``/usr`` and libraries, a few files of
+  ``/etc``, the Python environment and the ``course_lib`` package (alone, at ``/opt/course``);
+  writable only a private ``/home/student`` and ``/tmp`` (tmpfs with a size limit: the disk a
+  submission may write), a small ``/run/kernel`` for the kernel's sockets, and a fresh ``/proc``
+  whose ``/proc/sys`` bwrap keeps read-only. The repository (``.git``, ``solutions/``), other
+  submissions, the grader's output and every home folder are not there at all.
 
-- makes every file system read-only except the submission's own folder ``W`` and a private,
-  small ``/dev/shm``, and puts an empty read-only folder over each ``--hide`` path (the solutions,
-  the other submissions, the grader's output), so student code can neither read the hidden tests
-  nor touch anyone's files;
-- drops every capability (and sets ``no_new_privs``), so the kernel cannot undo those mounts;
-- sets resource limits: memory (``RLIMIT_DATA``), CPU seconds, the size of a written file, no
-  core dumps.
-
-The PID namespace ends every process the kernel started (even a daemon that called ``setsid``)
-when the kernel goes: ``--kill-child`` kills the namespace's first process when ``unshare`` is
-killed. Without ``--isolate`` (where user namespaces are not available) only the limits apply.
+The kernel talks to the grader over Unix sockets in ``/run/kernel`` (a TCP port would be in the
+sandbox's own network namespace): the grader reaches them, and the values the hidden tests
+recorded, through ``/proc/PID/root`` of a process inside the sandbox (:func:`inside_pid`).
 """
 from __future__ import annotations
 
-import argparse
-import ctypes
-import ctypes.util
+import json
 import os
-import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["command", "isolation_available", "main"]
+__all__ = ["Limits", "Cgroup", "unavailable", "command", "unboxed_command", "inside_pid", "describe", "HOME", "RUN", "COURSE",
+           "INSTALL_HINT"]
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
-MS_REC, MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 16384, 1 << 18, 1 << 21, 1 << 24
-_KEEP = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
-         "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
-PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 24, 28, 38
-SECBIT_ALL_LOCKED = 0x3F  # NOROOT, NO_SETUID_FIXUP, KEEP_CAPS, each with its lock bit
+HOME = "/home/student"
+RUN = "/run/kernel"
+COURSE = "/opt/course"
+INSTALL_HINT = (
+    "the grader runs each submission in a bubblewrap sandbox: install it (Debian/Ubuntu: `apt-get install "
+    "bubblewrap`; Fedora: `dnf install bubblewrap`) on Linux with user namespaces enabled, or grade inside a "
+    "container (see README, For graders: `docker run --network none ...`); pass --no-sandbox only for "
+    "submissions you trust")
 
-UNSHARE = ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def _mount(source, target, fstype, flags, data=None) -> None:
-    enc = (lambda s: s.encode() if s is not None else None)
-    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+# /etc files a Python kernel reads; the rest of /etc (keys, shadow, the host's configuration) stays out
+ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group", "hosts",
+       "ssl", "ca-certificates", "alternatives", "fonts", "mime.types", "matplotlibrc")
 
 
-def _mounts() -> list[tuple[str, set]]:
-    """(mount point, options) of every mount, parents before children."""
+@dataclass
+class Limits:
+    """Per submission: ``memory_mb`` and ``pids`` for all its processes together (control group),
+    ``disk_mb`` for its home folder and ``tmp_mb`` for its /tmp (tmpfs sizes); per process:
+    ``cpu_seconds`` and ``file_mb`` (one written file)."""
+
+    memory_mb: float | None = 4096
+    pids: int | None = 256
+    disk_mb: float = 512
+    tmp_mb: float = 256
+    cpu_seconds: float | None = None
+    file_mb: float = 256
+
+
+_LAUNCH = r"""
+import json, os, resource, sys
+spec = json.loads(sys.argv[1])
+for d in spec["cgroups"]:
+    with open(os.path.join(d, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+for name, value in spec["rlimits"].items():
+    which = getattr(resource, name)
+    soft, hard = resource.getrlimit(which)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(which, (value, value))
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+# --------------------------------------------------------------------------- control groups
+
+
+def _mountinfo() -> list[tuple[str, str, str]]:
+    """(mount point, file system type, super options) of every mount."""
     out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            point = parts[4].encode().decode("unicode_escape")
-            out.append((point, set(parts[5].split(","))))
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                parts, rest = left.split(), right.split()
+                if len(parts) >= 5 and len(rest) >= 3:
+                    out.append((parts[4].encode().decode("unicode_escape"), rest[0], rest[2]))
+    except OSError:
+        pass
     return out
 
 
-def _isolate(workdir: str, hide: list[str]) -> None:
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here leaks out of the namespace
-    held = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)  # reachable even once a hidden folder covers it
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m")
-    for path in hide:
-        inside = workdir == path or workdir.startswith(path.rstrip("/") + "/")
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | (0 if inside else MS_RDONLY), "size=64k,mode=0555")
-            if inside:  # the submission's own folder, alone, in an otherwise empty folder
-                os.makedirs(workdir, exist_ok=True)
-                _mount(f"/proc/self/fd/{held}", workdir, None, MS_BIND)
-                _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=64k,mode=0555")
-        elif os.path.exists(path):
-            _mount("/dev/null", path, None, MS_BIND)
-    if not any(workdir == h or workdir.startswith(h.rstrip("/") + "/") for h in hide):
-        _mount(workdir, workdir, None, MS_BIND | MS_REC)  # its own mount: stays writable below
-    os.close(held)
-    keep_writable = {workdir, "/dev/shm", "/proc", "/dev/pts", *hide}
-    for point, opts in _mounts():
-        if point in keep_writable or point.startswith("/proc/"):
-            continue
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
-        for name, bit in _KEEP.items():
-            if name in opts:
-                flags |= bit
-        try:
-            _mount(None, point, None, flags)
-        except OSError:
-            if point == "/":
-                raise
-    probe = os.path.join(os.path.dirname(workdir.rstrip("/")) or "/", f".sandbox-probe-{os.getpid()}")
+def _own_cgroups() -> dict[str, str]:
+    """{controller or "" (v2): this process's cgroup path}."""
+    out = {}
     try:
-        with open(probe, "w"):
-            pass
-    except OSError:
-        return
-    os.unlink(probe)
-    raise OSError(f"the sandbox could not make {os.path.dirname(workdir)} read-only")
-
-
-def _drop_privileges() -> None:
-    """No capability survives the exec, and none can be gained again (setuid files included)."""
-    _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    try:
-        last = int(open("/proc/sys/kernel/cap_last_cap").read())
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                out[c] = path
     except (OSError, ValueError):
-        last = 40
-    if os.geteuid() == 0:
-        _libc.prctl(PR_SET_SECUREBITS, SECBIT_ALL_LOCKED, 0, 0, 0)  # uid 0 no longer means "all capabilities"
-        for cap in range(last + 1):
-            _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+        pass
+    return out
 
 
-def _limit(which, value) -> None:
-    if value is None:
-        return
-    value = int(value)
-    _, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value))
+class Cgroup:
+    """The control group(s) of one submission: all its processes together under one memory and one
+    process limit. ``how`` says which kind was made ("cgroup v2", "cgroup v1") or None when none
+    could be made (then only per-process limits apply)."""
 
+    def __init__(self, dirs: list[Path], how: str | None):
+        self.dirs, self.how = dirs, how
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m course_lib.tooling.sandbox", description=__doc__.splitlines()[0])
-    p.add_argument("--isolate", action="store_true", help="set up the mounts (inside fresh namespaces)")
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--hide", action="append", default=[])
-    p.add_argument("--mem-mb", type=float, default=None)
-    p.add_argument("--cpu-seconds", type=float, default=None)
-    p.add_argument("--file-mb", type=float, default=256)
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
-    args = p.parse_args(argv)
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    if not cmd:
-        p.error("no command after --")
-    workdir = os.path.realpath(args.workdir)
-    if args.isolate:
-        _isolate(workdir, [os.path.realpath(h) for h in args.hide])
-    os.chdir(workdir)
-    if args.mem_mb:
-        _limit(resource.RLIMIT_DATA, args.mem_mb * 2**20)
-    if args.cpu_seconds:
-        _limit(resource.RLIMIT_CPU, args.cpu_seconds)
-    _limit(resource.RLIMIT_FSIZE, args.file_mb * 2**20)
-    _limit(resource.RLIMIT_CORE, 0)
-    _drop_privileges()
-    os.execvp(cmd[0], cmd)
-    return 127  # not reached
-
-
-def isolation_available() -> bool:
-    """True when this machine lets the grader build the namespaces (checked once, ~50 ms)."""
-    global _AVAILABLE
-    if _AVAILABLE is None:
-        exe = shutil.which("unshare")
-        if exe is None or not sys.platform.startswith("linux"):
-            _AVAILABLE = False
-        else:
+    @classmethod
+    def create(cls, limits: Limits) -> "Cgroup":
+        name = f"course-grading-{uuid.uuid4().hex[:12]}"
+        own, mounts = _own_cgroups(), _mountinfo()
+        v2 = next((m for m, fs, _ in mounts if fs == "cgroup2"), None)
+        if v2 is not None and "" in own:
+            parent = Path(v2) / own[""].lstrip("/")
+            made = cls._v2(parent / name, limits)
+            if made is not None:
+                return made
+        dirs = []
+        for controller in ("memory", "pids"):
+            point = next((m for m, fs, opts in mounts if fs == "cgroup" and controller in opts.split(",")), None)
+            if point is None or controller not in own:
+                continue
+            d = Path(point) / own[controller].lstrip("/") / name
             try:
-                probe = subprocess.run(
-                    [*UNSHARE, sys.executable, "-c",
-                     "import course_lib.tooling.sandbox as s; s._mount(None, '/', None, s.MS_REC | s.MS_PRIVATE)"],
-                    capture_output=True, timeout=30)
-                _AVAILABLE = probe.returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                _AVAILABLE = False
-    return _AVAILABLE
+                d.mkdir()
+                if controller == "memory" and limits.memory_mb:
+                    (d / "memory.limit_in_bytes").write_text(str(int(limits.memory_mb * 2**20)))
+                    try:
+                        (d / "memory.memsw.limit_in_bytes").write_text(str(int(limits.memory_mb * 2**20)))
+                    except OSError:
+                        pass  # no swap accounting: swap is not limited
+                if controller == "pids" and limits.pids:
+                    (d / "pids.max").write_text(str(int(limits.pids)))
+                dirs.append(d)
+            except OSError:
+                _rmdir(d)
+        if len(dirs) == 2:
+            return cls(dirs, "cgroup v1")
+        for d in dirs:
+            _rmdir(d)
+        return cls([], None)
+
+    @classmethod
+    def _v2(cls, d: Path, limits: Limits) -> "Cgroup | None":
+        try:
+            d.mkdir()
+        except OSError:
+            return None
+        try:
+            controllers = set((d / "cgroup.controllers").read_text().split())
+            if not {"memory", "pids"} <= controllers:
+                raise OSError("the memory and pids controllers are not delegated here")
+            if limits.memory_mb:
+                (d / "memory.max").write_text(str(int(limits.memory_mb * 2**20)))
+                try:
+                    (d / "memory.swap.max").write_text("0")
+                except OSError:
+                    pass
+            if limits.pids:
+                (d / "pids.max").write_text(str(int(limits.pids)))
+            return cls([d], "cgroup v2")
+        except OSError:
+            _rmdir(d)
+            return None
+
+    def peak_mb(self) -> float | None:
+        for d in self.dirs:
+            for name in ("memory.peak", "memory.max_usage_in_bytes"):
+                try:
+                    return int((d / name).read_text()) / 2**20
+                except (OSError, ValueError):
+                    continue
+        return None
+
+    def kill(self) -> None:
+        """Kill every process in the group (those that left the PID namespace included)."""
+        for d in self.dirs:
+            if (d / "cgroup.kill").exists():
+                try:
+                    (d / "cgroup.kill").write_text("1")
+                    continue
+                except OSError:
+                    pass
+            for _ in range(50):
+                try:
+                    pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
+                except (OSError, ValueError):
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.02)
+
+    def remove(self) -> None:
+        self.kill()
+        for d in self.dirs:
+            for _ in range(100):
+                if _rmdir(d):
+                    break
+                time.sleep(0.05)
 
 
-_AVAILABLE = None
+def _rmdir(d: Path) -> bool:
+    try:
+        d.rmdir()
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
-def command(cmd: list[str], workdir: str, hide=(), mem_mb=None, cpu_seconds=None, isolate=None) -> list[str]:
-    """The argv that runs ``cmd`` in ``workdir`` under the sandbox (isolated when available)."""
-    isolate = isolation_available() if isolate is None else isolate
-    inner = [sys.executable, "-m", "course_lib.tooling.sandbox", "--workdir", str(workdir)]
-    if isolate:
-        inner.append("--isolate")
-        for h in hide:
-            inner += ["--hide", str(h)]
-    if mem_mb:
-        inner += ["--mem-mb", str(mem_mb)]
-    if cpu_seconds:
-        inner += ["--cpu-seconds", str(cpu_seconds)]
-    inner += ["--", *cmd]
-    return [*UNSHARE, *inner] if isolate else inner
+# --------------------------------------------------------------------------- the bwrap command line
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _system_binds() -> list[str]:
+    args = []
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for name in ETC:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return args
+
+
+def _python_binds() -> list[str]:
+    """The Python environment (and the interpreter it links to), read-only at the same paths."""
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent.parent}
+    for entry in sys.path:
+        if "site-packages" in entry or "dist-packages" in entry:
+            paths.add(Path(entry).resolve())
+    covered = ("/usr/", "/bin/", "/lib/", "/lib64/")
+    args = []
+    for p in sorted(paths, key=lambda q: len(str(q))):
+        s = str(p)
+        if p == Path("/") or s.startswith(covered) or s == "/usr" or any(s.startswith(str(q) + "/") for q in paths if q != p):
+            continue
+        if p.exists():
+            args += ["--ro-bind", s, s]
+    return args
+
+
+def course_package() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def command(kernel: list[str], *, limits: Limits, cgroup: Cgroup | None, files: dict[str, str] | None = None,
+            dirs: list[str] = (), bwrap: str | None = None) -> list[str]:
+    """The argv that runs ``kernel`` in a fresh sandbox (see the module docstring).
+
+    ``files``: {inside path: host file}, bound read-only (the connection file, the submission's copy);
+    ``dirs``: folders to create inside (in the writable home).
+    """
+    bwrap = bwrap or shutil.which("bwrap") or "bwrap"
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-user", "--unshare-pid", "--unshare-ipc",
+            "--unshare-uts", "--unshare-net", "--unshare-cgroup-try", "--uid", "1000", "--gid", "1000",
+            "--hostname", "sandbox", "--cap-drop", "ALL"]
+    args += _system_binds() + _python_binds()
+    args += ["--ro-bind", str(course_package()), f"{COURSE}/course_lib"]
+    # bwrap leaves /proc/sys writable where the grader is root (then so is the sandbox's user, to the kernel)
+    args += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
+    for name in ("sysrq-trigger", "irq", "bus", "fs", "sys/fs/binfmt_misc"):
+        args += ["--ro-bind-try", f"/proc/{name}", f"/proc/{name}"]
+    args += ["--dev", "/dev", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm"]
+    args += ["--size", str(int(limits.tmp_mb * 2**20)), "--tmpfs", "/tmp"]
+    args += ["--size", str(int(limits.disk_mb * 2**20)), "--tmpfs", HOME]
+    args += ["--size", str(2**20), "--tmpfs", RUN]
+    for d in dirs:
+        args += ["--dir", d]
+    for inside, host in (files or {}).items():
+        args += ["--ro-bind", str(host), inside]
+    # the grader's PID means nothing in the sandbox's PID namespace (ipykernel would poll it and quit)
+    args += ["--unsetenv", "JPY_PARENT_PID", "--chdir", HOME, "--", *kernel]
+    return _launch(args, limits, cgroup)
+
+
+def _launch(args: list[str], limits: Limits, cgroup: Cgroup | None) -> list[str]:
+    rlimits = {"RLIMIT_CORE": 0, "RLIMIT_FSIZE": int(limits.file_mb * 2**20)}
+    if limits.cpu_seconds:
+        rlimits["RLIMIT_CPU"] = int(limits.cpu_seconds)
+    if limits.memory_mb:  # one allocation over the limit is a MemoryError; the control group bounds the sum
+        rlimits["RLIMIT_DATA"] = int(limits.memory_mb * 2**20)
+    spec = {"cgroups": [str(d) for d in (cgroup.dirs if cgroup else [])], "rlimits": rlimits}
+    return [sys.executable, "-I", "-S", "-c", _LAUNCH, json.dumps(spec), *args]
+
+
+def unboxed_command(kernel: list[str], limits: Limits) -> list[str]:
+    """``--no-sandbox``: ``kernel`` with the per-process limits only (it sees what the grader's user sees)."""
+    return _launch(list(kernel), limits, None)
+
+
+def describe(limits: Limits, how: str | None) -> str:
+    """One line for the grader's output: what is isolated and which limits hold, and how."""
+    mem = f"{limits.memory_mb:g} MB" if limits.memory_mb else "no limit"
+    if how:
+        per = (f"memory {mem} and {limits.pids} processes per submission ({how})")
+    else:
+        per = (f"memory {mem} per process (RLIMIT_DATA: no control group could be created here), processes "
+               "not limited per submission")
+    return (f"sandbox: bubblewrap (own user, PID, IPC, UTS and network namespaces; no capabilities; read-only "
+            f"Python and course_lib only); limits: {per}; disk {limits.disk_mb:g} MB home + {limits.tmp_mb:g} MB "
+            f"/tmp (tmpfs); {limits.file_mb:g} MB per written file; CPU time per process "
+            f"{'%g s' % limits.cpu_seconds if limits.cpu_seconds else 'not limited'}")
+
+
+_UNAVAILABLE: dict[str, str | None] = {}
+
+
+def unavailable(bwrap: str | None = None) -> str | None:
+    """None when a sandbox can be built here, else why not (checked once: a trial run of bwrap)."""
+    key = bwrap or ""
+    if key in _UNAVAILABLE:
+        return _UNAVAILABLE[key]
+    why = None
+    exe = bwrap or shutil.which("bwrap")
+    if not sys.platform.startswith("linux"):
+        why = f"bubblewrap needs Linux (this is {sys.platform})"
+    elif exe is None:
+        why = "bubblewrap (bwrap) is not installed"
+    else:
+        argv = command([sys.executable, "-I", "-S", "-c", "import os; print(os.getuid())"],
+                       limits=Limits(memory_mb=None), cgroup=None, bwrap=exe)
+        try:
+            probe = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            if probe.returncode != 0 or probe.stdout.strip() != "1000":
+                why = f"bwrap cannot build the sandbox here ({(probe.stderr.strip() or probe.stdout.strip())[:200]})"
+        except (OSError, subprocess.TimeoutExpired) as e:
+            why = f"bwrap could not be run ({e})"
+    _UNAVAILABLE[key] = why
+    return why
+
+
+def inside_pid(outer: int) -> int | None:
+    """A process inside the sandbox started as ``outer`` (bwrap's first child), or None (not yet)."""
+    seen, todo = set(), [outer]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+        if pid != outer:
+            try:
+                root, here = os.stat(f"/proc/{pid}/root"), os.stat("/")
+                moved = (root.st_dev, root.st_ino) != (here.st_dev, here.st_ino)
+                if moved and os.path.isdir(f"/proc/{pid}/root{RUN}"):
+                    return pid
+            except OSError:
+                continue
+    return None
