@@ -20,7 +20,8 @@ import math
 
 import torch
 
-from course_lib import toy_models as tm      # the lesson's exact log-evidence, posterior and ELBO, to check against
+from course_lib.toy_models import elbo as toy_elbo, log_evidence as toy_log_evidence      # the lesson's exact
+from course_lib.toy_models import posterior_z1 as toy_posterior_z1, sample as toy_sample   # model, to check against
 from course_lib.tooling.checks import record
 from course_lib.runtime import describe, seed_everything
 
@@ -72,7 +73,7 @@ assert abs(_s - _want) < 1e-12, (
     + ("; that is the variance: return its square root" if abs(_s - _want**2) < 1e-12 else
        "; weight (x_i - 0)^2 by 1 - pi_i and (x_i - 1)^2 by pi_i, then average"))
 _xs = torch.tensor([-0.5, 0.2, 0.6, 1.1, 1.7])
-_pis = tm.posterior_z1(_xs, 0.4, 0.6)
+_pis = toy_posterior_z1(_xs, 0.4, 0.6)
 _p, _s = m_step(_xs, _pis)
 _obj = lambda p, s: ((1 - _pis) * (math.log(1 - p) + log_normal(_xs, 0.0, s))
                      + _pis * (math.log(p) + log_normal(_xs, 1.0, s))).mean()
@@ -84,14 +85,14 @@ print(f"M-step: p = {_p.item():.4f}, sigma = {_s.item():.4f}")
 # %% grade={"exercise": "m_step", "points": 2, "forbidden": ["course_lib.toy_models.em_step", "course_lib.toy_models.mle_p"]}
 ### BEGIN HIDDEN TESTS
 _g = torch.Generator().manual_seed(4)
-_x, _z = tm.sample(3000, 0.35, 0.7, generator=_g)
+_x, _z = toy_sample(3000, 0.35, 0.7, generator=_g)
 # EM with the student's M-step: the log-likelihood never decreases and the fixed point is a stationary point of it
 _p, _s = torch.tensor(0.8), torch.tensor(2.0)
 _ll = []
 for _ in range(300):
-    _pi = tm.posterior_z1(_x, _p, _s)
+    _pi = toy_posterior_z1(_x, _p, _s)
     _p, _s = (torch.as_tensor(v) for v in m_step(_x, _pi))
-    _ll.append(tm.log_evidence(_x, _p, _s).mean().item())
+    _ll.append(toy_log_evidence(_x, _p, _s).mean().item())
 record("EM fixed point (p, sigma)", [_p.double(), _s.double()], rtol=1e-5, atol=1e-6,
        message="EM with your M-step should converge to the maximum-likelihood p and sigma of the data")
 record("EM log-likelihood, first 10 steps", _ll[:10], rtol=1e-6, atol=1e-6,
@@ -149,9 +150,9 @@ def iwae_bound(x, pi, p, sigma, k):
 _xs = torch.linspace(-2, 3, 11)
 _b1 = iwae_bound(_xs, 0.3, 0.4, 0.5, 1)
 assert torch.is_tensor(_b1) and _b1.shape == _xs.shape, "return one value per x"
-assert torch.allclose(_b1, tm.elbo(_xs, 0.3, 0.4, 0.5), atol=1e-9), \
+assert torch.allclose(_b1, toy_elbo(_xs, 0.3, 0.4, 0.5), atol=1e-9), \
     "with k = 1 the bound is the ELBO: check the binomial weights (m = 0: 1 - pi, m = 1: pi) and log w_z"
-_log_px = tm.log_evidence(_xs, 0.4, 0.5)
+_log_px = toy_log_evidence(_xs, 0.4, 0.5)
 _bs = [iwae_bound(_xs, 0.3, 0.4, 0.5, k) for k in (1, 2, 5, 20)]
 for _a, _b in zip(_bs, _bs[1:]):
     assert (_b >= _a - 1e-9).all(), "L_k should not decrease with k; did you average log w instead of log-averaging w?"
@@ -165,7 +166,7 @@ assert torch.isfinite(iwae_bound(torch.tensor([-50.0, 50.0]), 0.3, 0.4, 0.5, 10)
     "not finite at |x| = 50: compute log w_z and use torch.logsumexp, not exp then log"
 print("L_k at x = 0.8, k = 1, 2, 5, 20:", [round(iwae_bound(torch.tensor(0.8), 0.3, 0.4, 0.5, k).item(), 4)
                                           for k in (1, 2, 5, 20)], "| log p(x) =",
-      round(tm.log_evidence(torch.tensor(0.8), 0.4, 0.5).item(), 4))
+      round(toy_log_evidence(torch.tensor(0.8), 0.4, 0.5).item(), 4))
 
 # %% grade={"exercise": "iwae_bound", "points": 3, "forbidden": ["course_lib.evaluate.iwae_bound", "course_lib.evaluate.iwae_nll"]}
 ### BEGIN HIDDEN TESTS
@@ -214,7 +215,7 @@ def score_gradient(x, pi, p, sigma, z, baseline):
 # Self-check (c)
 _x0, _pi, _p, _s = 2.0, 0.3, 0.4, 0.5
 _l = torch.tensor(math.log(_pi / (1 - _pi)), requires_grad=True)
-tm.elbo(torch.tensor(_x0), torch.sigmoid(_l), _p, _s).backward()
+toy_elbo(torch.tensor(_x0), torch.sigmoid(_l), _p, _s).backward()
 _exact = _l.grad.item()                                            # the true gradient, by autograd on the closed form
 _z = (torch.rand(100_000, generator=torch.Generator().manual_seed(0)) < _pi).double()
 _g0 = score_gradient(_x0, _pi, _p, _s, _z, 0.0)
@@ -224,7 +225,7 @@ assert abs(_g0.mean() - _exact) < 5 * _se0, (
     f"the mean estimate {_g0.mean():.4f} ± {_se0:.4f} should match the exact gradient {_exact:.4f}"
     + ("; the sign is flipped: d log q / d logit is z - pi" if abs(_g0.mean() + _exact) < 5 * _se0 else
        "; f(z) = log p(x, z) - log q(z|x) includes log p(z) and - log q(z|x)"))
-_b = tm.elbo(torch.tensor(_x0), _pi, _p, _s).item()                 # baseline: the ELBO itself
+_b = toy_elbo(torch.tensor(_x0), _pi, _p, _s).item()                 # baseline: the ELBO itself
 _gb = score_gradient(_x0, _pi, _p, _s, _z, _b)
 assert abs(_gb.mean() - _exact) < 5 * _gb.std() / math.sqrt(len(_gb)), "a constant baseline keeps the estimate unbiased"
 assert _gb.var() < 0.5 * _g0.var(), "with b = ELBO the variance should drop a lot: subtract the baseline from f(z)"
