@@ -13,8 +13,8 @@
 # **You need** PyTorch basics (tensors, `nn.Module`, autograd); what gradient descent does.
 #
 # **Run time** quick mode (the default without a GPU: 4,000 real 28x28 MNIST digits, small models, CPU): about
-# 30 s for the whole notebook. Full mode (all of MNIST, bigger models, GPU): not measured; later runs load the
-# checkpoints.
+# 40 s of CPU for the whole notebook, lesson 3's VAE included (seconds when the checkpoints exist). Full mode
+# (all of MNIST, bigger models, GPU): not measured; later runs load the checkpoints.
 #
 # **Units** every loss is *per example*: summed over the pixels, averaged over the batch.
 # The binary cross-entropy is in **nats per example**; the squared (MSE) and absolute (MAE) errors are in
