@@ -8,6 +8,8 @@
 # - the closed-form KL divergence of $q_\phi(z \mid x) = \mathcal{N}(\mu_x, \operatorname{diag}\sigma_x^2)$ to the prior $\mathcal{N}(0, I)$;
 # - how to train a Gaussian VAE and use it: reconstructions, samples, interpolations, a 2-D latent map,
 #   the encoder alone (features) and the decoder alone (generation), prior versus aggregated posterior;
+# - where the rate goes: the KL term split into the information the code carries and the mismatch between the
+#   aggregated posterior and the prior ("ELBO surgery"), measured on the trained models;
 # - the difference between a **sample** $x \sim p_\theta(x \mid z)$ and the decoder's **mean**, and why VAE images are blurry.
 #
 # **You need** lesson 1 (autoencoders) and lesson 2 (the ELBO).
@@ -442,9 +444,10 @@ assert nll_vae < 0.7 * nll_mean, "reconstructions should explain x much better t
 # It works because training pushed every $q_\phi(z \mid x)$ towards $\mathcal{N}(0, I)$: prior samples look like codes
 # the decoder has seen.
 #
-# The decoder gives a **distribution** $p_\theta(x \mid z) = \prod_i \mathrm{Bernoulli}(x_i; p_i(z))$. A true sample of the
+# The decoder gives a **distribution** $p_\theta(x \mid z) = \prod_i \mathrm{Bernoulli}(x_i; \lambda_i(z))$, with pixel probabilities
+# $\lambda(z) = \mathrm{sigmoid}(\text{decoder logits})$. A true sample of the
 # model is $z \sim p(z)$ then $x \sim p_\theta(x \mid z)$: a binary image. Most papers instead show the **mean**
-# $\mathbb{E}[x \mid z] = p(z)$, the pixel probabilities.
+# $\mathbb{E}[x \mid z] = \lambda(z)$, the pixel probabilities ($p(z)$ stays the prior).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The same 10 draws of $z$: the means (top row) and two Bernoulli draws of $x$ for each (rows 2 and 3).
@@ -473,7 +476,7 @@ print(f"total variation per image: means {tv_mean.mean():.0f}, samples {tv_draw.
 print(f"isolated pixels per image: means (> 0.5) {iso_mean.mean():.1f}, samples {iso_draw.mean():.1f}, "
       f"binarized test images {iso_data.mean():.1f}")
 assert (tv_draw[:40] > tv_mean).float().mean() > 0.9 and (tv_draw[40:] > tv_mean).float().mean() > 0.9, \
-    "a sample is noisier than its mean (E|x_i - x_j| >= |p_i - p_j| for independent pixels)"
+    "a sample is noisier than its mean (E|x_i - x_j| >= |lambda_i - lambda_j| for independent pixels)"
 assert tv_draw.mean() > 1.3 * tv_mean.mean() and iso_draw.mean() > 2 * iso_mean.mean() + 1, \
     "the samples carry much more speckle than the means"
 assert tv_draw.mean() > tv_data.mean(), "the model's samples are noisier than binarized digits"
@@ -481,7 +484,7 @@ assert tv_draw.mean() > tv_data.mean(), "the model's samples are noisier than bi
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Why figures (and FID) use the means.** The noise in a sample is not structure the model learned: given $z$ the
 # decoder says the pixels are *independent*, so all it can add is speckle, i.e. the per-pixel uncertainty
-# $p_i(1 - p_i)$ made visible. The mean shows what $z$ encodes, is deterministic given $z$ (reproducible figures), and
+# $\lambda_i(1 - \lambda_i)$ made visible. The mean shows what $z$ encodes, is deterministic given $z$ (reproducible figures), and
 # is what an image metric such as FID compares without rewarding or punishing coin flips. It is a convention, and
 # it hides part of the model: a reported image is a *summary* of $p_\theta(x \mid z)$, not a draw from the model whose
 # likelihood we report (Kingma & Welling 2019, section 2.8.2; lesson 5 computes FID on means).
@@ -507,13 +510,13 @@ assert tv_draw.mean() > tv_data.mean(), "the model's samples are noisier than bi
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # One number measures both: the entropy of the decoder's distribution,
-# $\mathcal{H}[p_\theta(x \mid z)] = \sum_i \mathcal{H}(p_i)$, 0 for a decoder sure of every pixel and up to $\log 2$ nats for each
+# $\mathcal{H}[p_\theta(x \mid z)] = \sum_i \mathcal{H}(\lambda_i)$, 0 for a decoder sure of every pixel and up to $\log 2$ nats for each
 # undecided (grey) pixel: the nats of coin flips a sample adds to its mean. Prior draws fall between training codes
 # more often than the posterior means $\mu_\phi(x)$ of real images do, so they decode blurrier than reconstructions:
 
 # %%
 def decoder_entropy(probs):
-    """H[p_theta(x|z)] = sum_i H(Bernoulli(p_i)) in nats, one value per image: the blur (or speckle) of a decoding."""
+    """H[p_theta(x|z)] = sum_i H(Bernoulli(lambda_i)) in nats, one value per image: the blur (or speckle) of a decoding."""
     return torch.distributions.Bernoulli(probs=probs.clamp(1e-6, 1 - 1e-6)).entropy().flatten(1).sum(1)
 
 
@@ -668,16 +671,111 @@ plt.show()
 h_agg, h_pri = decoder_entropy(gen_agg).mean(), decoder_entropy(gen_pri).mean()
 print(f"blur (entropy of p(x|z), nats per image): option 1 {h_agg:.1f}, option 2 {h_pri:.1f}")
 assert h_agg < 0.95 * h_pri, "codes drawn from the aggregated posterior decode sharper than prior draws"
-assert (cov_agg.diag() > 1).all(), "in quick mode every dimension of q(z) is wider than the prior"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Both options give digits, but option 1 gives sharper ones (asserted with the entropy of section 9b): its codes are
 # near real codes, while the prior also visits the "holes", regions it covers and no training code does (in the
 # 2-D histogram, the dark patches inside the prior's circles), where the decoder averages neighbouring digits.
-# The moments tell the same story: every dimension of q(z) is wider than the prior (variance above 1), a mismatch the
-# KL term penalises but does not remove. Ask: "how could we make prior samples as good as option 1 without storing
-# the data?" Expected: fit a richer prior to the aggregated posterior (a mixture of Gaussians, as in seed 003, or a
-# VampPrior), or push the aggregate to the prior with beta > 1 (lesson 4), at the cost of reconstructions.
+# The moments alone do not show the holes: the moment-matched KL is a fraction of a nat to a few nats. The next
+# slides measure the rest of the mismatch, the shape of q(z). Ask: "how could we make prior samples as good as
+# option 1 without storing the data?" Expected: fit a richer prior to the aggregated posterior (a mixture of
+# Gaussians, as in seed 003, or a VampPrior), or push the aggregate to the prior with beta > 1 (lesson 4), at the
+# cost of reconstructions.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 12b. Where the rate goes: ELBO surgery
+#
+# Averaged over a data set $\{x_n\}_{n=1}^N$, the KL term of (4) is the **rate** $R$, the nats per example the code
+# spends. Hoffman & Johnson (2016, "ELBO surgery") split it. Draw the index $n$ uniformly and $z \sim q_\phi(z \mid x_n)$:
+# the marginal of $z$ is the aggregated posterior $q(z) = \frac1N \sum_n q_\phi(z \mid x_n)$. Add and subtract
+# $\log q(z)$ inside each KL:
+#
+# $$R = \frac1N \sum_{n=1}^N \mathrm{KL}\big(q_\phi(z \mid x_n)\,\|\,p(z)\big)
+#   = \underbrace{\frac1N \sum_{n=1}^N \mathbb{E}_{q_\phi(z \mid x_n)}\Big[\log \frac{q_\phi(z \mid x_n)}{q(z)}\Big]}_{I_q(x;\,z)}
+#   + \underbrace{\mathbb{E}_{q(z)}\Big[\log \frac{q(z)}{p(z)}\Big]}_{\mathrm{KL}(q(z)\,\|\,p(z))}. \tag{5}$$
+#
+# - $I_q(x; z)$, the **mutual information** between the example and its code: how much the code says about *which*
+#   of the $N$ examples it came from. It lies between $0$ and $\log N$, since $q(z) \ge \frac1N q_\phi(z \mid x_n)$.
+# - $\mathrm{KL}(q(z)\,\|\,p(z))$: how far the codes of the whole data set are from the prior. These nats buy no
+#   information about $x$; they are the mismatch that sends prior draws into holes.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# Because $p(z)$ is Gaussian, the second term splits once more. With $\mathcal{N}(m, C)$ the Gaussian with the moments
+# of $q(z)$ (previous slide), $\log \mathcal{N}(z; m, C) - \log p(z)$ is quadratic in $z$, so its mean under $q(z)$ equals
+# its mean under $\mathcal{N}(m, C)$:
+#
+# $$\mathrm{KL}(q(z)\,\|\,p(z)) = \underbrace{\mathrm{KL}\big(q(z)\,\|\,\mathcal{N}(m, C)\big)}_{\text{shape: bumps and holes}}
+#   + \underbrace{\mathrm{KL}\big(\mathcal{N}(m, C)\,\|\,p(z)\big)}_{\text{moments}}. \tag{6}$$
+#
+# Both terms of (5) are expectations over draws $(n, z)$; $\log q(z)$ is a mixture of $N$ Gaussians, evaluated exactly
+# with a log-sum-exp over all of them. We use the **test** set; its size $N$ is printed below.
+
+# %%
+def log_aggregate(z, mu_all, logvar_all, chunk=256):
+    """log q(z) = log (1/N) sum_n N(z; mu_n, diag sigma_n^2), one value per row of z (in chunks of rows)."""
+    components = Normal(mu_all, torch.exp(0.5 * logvar_all))                      # N components, shape (N, d)
+    return torch.cat([torch.logsumexp(components.log_prob(zc[:, None]).sum(-1), dim=1)
+                      for zc in z.split(chunk)]) - math.log(len(mu_all))
+
+
+def rate_surgery_draws(model, images, n_draws, generator):
+    """Per draw (n, z): log q(z|x_n) - log q(z) (a term of I) and log q(z) - log p(z) (a term of KL(q(z) || p(z)))."""
+    mu_all, logvar_all = model.encoder_params(images)
+    n = torch.randint(len(images), (n_draws,), generator=generator).to(images.device)    # x_n, uniform
+    q_n = Normal(mu_all[n], torch.exp(0.5 * logvar_all[n]))
+    z = q_n.mean + q_n.stddev * torch.randn(q_n.mean.shape, generator=generator).to(images.device)
+    log_q = log_aggregate(z, mu_all, logvar_all)
+    return q_n.log_prob(z).sum(-1) - log_q, log_q - Normal(0.0, 1.0).log_prob(z).sum(-1)
+
+# %% slideshow={"slide_type": "subslide"}
+N_SURGERY = 4_000                                  # draws (n, z) per model
+with torch.no_grad():
+    surgery = {}
+    for name, model in [(f"d = {LATENT}", vae), ("d = 2", vae2)]:
+        mi, kl_agg = rate_surgery_draws(model, test_bin.images, N_SURGERY, generator)
+        rate = gaussian_kl(*model.encoder_params(test_bin.images)).mean().item()
+        moments = kl_full_to_standard_normal(*aggregated_moments(model, test_bin.images)).item()
+        surgery[name] = dict(rate=rate, I=mi.mean().item(), kl_agg=kl_agg.mean().item(), moments=moments,
+                             shape=kl_agg.mean().item() - moments, se=estimators.mean_and_stderr(mi + kl_agg)[1].item(),
+                             sum=(mi + kl_agg).mean().item(), mi_max=mi.max().item())
+log_n = math.log(len(test_bin))
+for name, s in surgery.items():
+    print(f"{name}: rate {s['rate']:.2f} (closed form) = I {s['I']:.2f} + KL(q(z) || p(z)) {s['kl_agg']:.2f} "
+          f"[shape {s['shape']:.2f} + moments {s['moments']:.2f}]; Monte Carlo sum {s['sum']:.2f} ± {s['se']:.2f}; "
+          f"N = {len(test_bin)}, log N = {log_n:.2f}")
+
+# %% slideshow={"slide_type": "subslide"}
+figs.rate_surgery_figure(surgery, log_n)
+plt.show()
+for name, s in surgery.items():
+    assert abs(s["sum"] - s["rate"]) < 4 * s["se"], f"{name}: the two Monte Carlo terms add up to the rate (5)"
+    assert s["mi_max"] <= log_n + 1e-4, "every term of I is at most log N"
+s16, s2 = surgery[f"d = {LATENT}"], surgery["d = 2"]
+assert min(s16["shape"], s2["shape"]) > -4 * max(s16["se"], s2["se"]), "(6): the shape term is a KL, >= 0"
+assert s16["I"] > log_n - 0.2, f"d = {LATENT}: I reaches its ceiling log N"
+assert s16["shape"] > 0.5 * s16["rate"] and s16["shape"] > 5 * s16["moments"], "most of the rate is shape mismatch"
+assert s2["I"] > 2 * s2["kl_agg"], "d = 2: most of the rate is information about x"
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **What (5) and (6) say about the aggregated posterior of section 12** (printed above; the ranges are quick mode,
+# course seeds 0-4, on the 1,000 test images):
+# - **d = 2**, the histogram of section 12: most of the rate is information, $I_q(x; z)$ = 4.2-4.3 of 5.0-5.2 nats;
+#   $\mathrm{KL}(q(z)\,\|\,p(z))$ = 0.75-0.83 nats, shared between the moments (marginals a little off the prior's) and
+#   the shape (the dark patches and ridges of the histogram). The prior is a fair summary of where the 2-D codes lie.
+# - **d = 16** (20 in full mode): $I_q(x; z)$ = 6.89-6.90 nats sits at its ceiling $\log N = 6.91$: the posteriors of the
+#   $N$ test images hardly overlap, so each code says which image it came from. The rest of the rate, 15-16.5 of
+#   22-23 nats, is $\mathrm{KL}(q(z)\,\|\,p(z))$, almost all of it shape (14.6-15.8 nats): the aggregate is $N$ separate
+#   narrow bumps, far from the smooth prior, while its first two moments are within a nat of the prior's. These are the holes of section 12 in numbers: a prior draw lands between bumps, where the decoder
+#   averages its neighbours (blurrier, section 9b); an option-1 draw lands inside a bump.
+# - The ceiling depends on $N$: on a larger data set $I_q$ can grow and the shape term shrink. Hoffman & Johnson
+#   measure the split on the training set.
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Derive (5) on the board in two lines: log q(z|x)/p(z) = log q(z|x)/q(z) + log q(z)/p(z), then average over
+# n and z. Ask: "can I(x; z) exceed log N?" Expected: no; the code can at most say which of the N examples it came
+# from. Then ask: "so where do the other 15 nats of the 16-D model go?" Expected: into the mismatch between the
+# aggregate and the prior, almost all of it shape, not moments: a richer prior (a mixture of Gaussians, a VampPrior)
+# would recover part of those nats, and sampling it would land nearer the bumps, like option 1.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 13. Encoder only: abstraction
@@ -738,7 +836,7 @@ assert image1.shape == train.shape and (image1 - image0).abs().max() > 1e-3, "mo
 # 2. The score function $\mathbb{E}[f\,\nabla\log q]$ and the pathwise $\mathbb{E}[\nabla f(\mu + \sigma\varepsilon)]$ are both unbiased (checked within 5 s.e.); the pathwise variance is smaller, by orders of magnitude when $\sigma$ is small.
 # 3. $\mathrm{KL}(\mathcal{N}(\mu, \operatorname{diag}\sigma^2)\,\|\,\mathcal{N}(0, I)) = \frac12\sum_j(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2)$, matched by Monte Carlo.
 # 4. The Gaussian VAE minimises (4): reconstruction + KL in nats per example; it reconstructs, generates from $\mathcal{N}(0, I)$, interpolates, and its codes classify digits without labels.
-# 5. Figures show decoder means; true samples add independent pixel noise. Both are blurry or noisy because maximum likelihood spreads a too-simple model over the data (Kingma & Welling 2019, 2.8.2). Codes from the aggregated posterior decode sharper than prior draws.
+# 5. Figures show decoder means; true samples add independent pixel noise. Both are blurry or noisy because maximum likelihood spreads a too-simple model over the data (Kingma & Welling 2019, 2.8.2). Codes from the aggregated posterior decode sharper than prior draws: with d = 16 the rate is the information $I_q(x; z)$, at its ceiling $\log N$, plus a larger shape mismatch between $q(z)$ and $p(z)$ (ELBO surgery).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **References**
@@ -747,6 +845,7 @@ assert image1.shape == train.shape and (image1 - image0).abs().max() > 1e-3, "mo
 # - Y. Bengio, N. Léonard, A. Courville, *Estimating or Propagating Gradients Through Stochastic Neurons for Conditional Computation*, arXiv:1308.3432, 2013.
 # - R. J. Williams, *Simple statistical gradient-following algorithms for connectionist reinforcement learning*, Machine Learning 8, 1992 (REINFORCE).
 # - S. Mohamed, M. Rosca, M. Figurnov, A. Mnih, *Monte Carlo Gradient Estimation in Machine Learning*, JMLR 2020 (a survey of both estimators).
+# - M. D. Hoffman, M. J. Johnson, *ELBO surgery: yet another way to carve up the variational evidence lower bound*, NIPS 2016 Workshop on Advances in Approximate Bayesian Inference (the split of the average KL into I(x; z) and KL(q(z) || p(z))).
 # - D. P. Kingma, M. Welling, *An Introduction to Variational Autoencoders*, Foundations and Trends in ML, 2019 (Fig. 2.3 the reparameterization graph; section 2.8.2 blurriness).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels*, CNAM, 2021 ("Optimisation des VAE", "Échantillonnage lors de l'inférence"); B. Banerjee, *VAE continued* (encoder-only and decoder-only use).
 
@@ -756,7 +855,8 @@ assert image1.shape == train.shape and (image1 - image0).abs().max() > 1e-3, "mo
 # reach about 100 with all of MNIST); true samples have twice the total variation of the decoder means; prior draws
 # decode blurrier than reconstructions (entropy of p(x|z) ~105 vs ~97 nats), the 2-D model far blurrier (~163); a
 # logistic regression on the 16 code means reaches about 86 % test accuracy (54 % with d = 2, chance 10 %); the
-# moment-matched aggregated posterior is ~0.6 nats from N(0, I), every dimension a little wider than the prior.
+# moment-matched aggregated posterior is ~0.6 nats from N(0, I), yet on the 1,000 test images the 22 nats of rate
+# split into I(x; z) = 6.9 = log N and KL(q(z) || p(z)) = 15, almost all of it shape (seed 0).
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Recap in one breath per line. Ask: "which of the five points would change with a Gaussian decoder on grey

@@ -338,7 +338,8 @@ def test_lesson1_figures_draw_with_readable_legends():
             af.code_histograms(torch.randn(100, 3, generator=g), shown=3),
             af.latent_box(codes, labels, codes[:10], torch.arange(10) % 2 == 0, codes.min(0).values,
                           codes.max(0).values, torch.rand(9, 1, 6, 6, generator=g)),
-            af.confidence_bars({"a": 0.9, "b": 0.5}, "t")]
+            af.confidence_bars({"a": 0.9, "b": 0.5}, "t"),
+            af.generator_scores({"a": (0.9, 2.29), "b": (0.5, 2.0), "c": (0.7, 2.2)}, "t")]
     for fig in figs:
         for ax in fig.axes:
             leg = ax.get_legend()

@@ -326,3 +326,20 @@ def test_isolated_pixels_counts_lonely_on_pixels():
     img[0, 0, 4, 0] = 1.0                       # isolated (diagonal neighbours do not count)
     img[0, 0, 3, 1] = 1.0
     assert isolated_pixels(img).tolist() == [3.0]
+
+
+def test_rate_surgery_figure_stacks_the_three_terms():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.figures.vae import rate_surgery_figure
+    parts = {"d = 16": dict(I=6.9, shape=14.6, moments=0.6, rate=22.1), "d = 2": dict(I=4.3, shape=0.3, moments=0.5, rate=5.2)}
+    fig, ax = rate_surgery_figure(parts, 6.91)
+    tops = {}
+    for bar in ax.patches:   # three stacked bars per model, in the order of `parts`
+        x = round(bar.get_x() + bar.get_width() / 2)
+        tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
+    assert tops[0] == pytest.approx(6.9 + 14.6 + 0.6) and tops[1] == pytest.approx(4.3 + 0.3 + 0.5)
+    assert min(t.get_fontsize() for t in ax.get_legend().get_texts()) >= 12 and ax.get_title()
+    plt.close(fig)

@@ -15,7 +15,7 @@ import torch
 from ..plots import IMAGE_CMAP, PALETTE, latent_scatter, show_images
 
 __all__ = ["pixel_penalties", "penalty_maps", "model_bars", "code_histograms", "box_grid_codes",
-           "latent_box", "confidence_bars"]
+           "latent_box", "confidence_bars", "generator_scores"]
 
 FONT = 12
 
@@ -155,5 +155,32 @@ def confidence_bars(values: dict, title: str):
     ax.set_xlabel("mean max-probability of the course classifier", fontsize=FONT)
     ax.set_title(title, fontsize=FONT + 1)
     ax.tick_params(labelsize=FONT)
+    fig.tight_layout()
+    return fig
+
+
+def generator_scores(scores: dict, title: str):
+    """Two bar panels, one bar per generator: classifier confidence and class entropy (nats, log 10 marked).
+
+    ``scores``: {name: (confidence, class entropy)}.
+    """
+    names = list(scores)
+    colours = [PALETTE[k] for k in ("blue", "orange", "vermillion", "green", "purple", "sky")][: len(names)]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    for j, (ax, label) in enumerate(zip(axes, ["classifier confidence", "class entropy (nats)"])):
+        vals = [scores[n][j] for n in names]
+        ax.set_xlim(0, 1.0 if j == 0 else 2.5)
+        ax.barh(range(len(names)), vals, color=colours)
+        for i, v in enumerate(vals):
+            ax.text(v - 0.02 * ax.get_xlim()[1], i, f"{v:.2f}", va="center", ha="right", color="white",
+                    fontsize=FONT, fontweight="bold")
+        ax.set_yticks(range(len(names)), names if j == 0 else [""] * len(names), fontsize=FONT)
+        ax.invert_yaxis()
+        ax.set_xlabel(label, fontsize=FONT)
+        ax.tick_params(labelsize=FONT)
+    axes[1].axvline(math.log(10), color="black", ls="--", lw=1.2)
+    axes[1].set_title("dashed: log 10 = 2.30 nats, 10 % per class", fontsize=FONT)
+    axes[0].set_title("how digit-like (1: sure of one class)", fontsize=FONT)
+    fig.suptitle(title, fontsize=FONT + 1)
     fig.tight_layout()
     return fig

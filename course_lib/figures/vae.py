@@ -14,7 +14,8 @@ from ..plots import PALETTE, show_images
 
 __all__ = ["estimator_variance_figure", "kl_figure", "aggregated_posterior_figure", "aggregate_vs_prior_figure",
            "rate_distortion_figure", "kl_per_dim_figure", "warmup_figure", "gamma_curve_figure", "collapse_figure",
-           "per_dim_kl_values", "total_variation", "isolated_pixels", "factor_images_figure", "factor_unit_figure"]
+           "per_dim_kl_values", "total_variation", "isolated_pixels", "factor_images_figure", "factor_unit_figure",
+           "rate_surgery_figure"]
 
 C = PALETTE
 FS = 12   # legend and tick font size: readable from the back of a room
@@ -249,3 +250,32 @@ def factor_unit_figure(mi_norm, betas, factor_names, gaps, active):
     fig.colorbar(im, ax=axes[0].tolist(), label="I(z_j; v_k) / H(v_k)", shrink=0.9)
     fig.suptitle("What each unit knows about each factor (units sorted by KL; MIG: mean over factors)", fontsize=FS)
     return fig, axes
+
+
+def rate_surgery_figure(parts: dict, log_n: float, title: str = "Where the rate goes (test set)"):
+    """Lesson 3, section 12b: one stacked bar per model, the rate split into I(x; z), the shape mismatch
+    KL(q(z) || N(m, C)) and the moment mismatch KL(N(m, C) || p(z)).
+
+    ``parts``: {model name: {"I": nats, "shape": nats, "moments": nats, "rate": nats (closed form)}}.
+    """
+    names = list(parts)
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    x = np.arange(len(names))
+    bottom = np.zeros(len(names))
+    for key, label, colour, hatch in [("I", "$I_q(x; z)$: which example", C["blue"], None),
+                                      ("shape", "KL(q(z) || N(m, C)): shape", C["orange"], "//"),
+                                      ("moments", "KL(N(m, C) || p(z)): moments", C["green"], None)]:
+        h = np.array([float(parts[n][key]) for n in names])
+        ax.bar(x, h, 0.5, bottom=bottom, color=colour, hatch=hatch, edgecolor="black", lw=0.6, label=label)
+        bottom += h
+    ax.plot(x, [float(parts[n]["rate"]) for n in names], "D", color=C["black"], ms=9,
+            label="rate R, closed form (3)")
+    ax.axhline(log_n, color=C["vermillion"], ls="--", lw=1.5, label=f"log N = {log_n:.1f}: the most I can be")
+    ax.set_xticks(x, names)
+    ax.set_ylabel("nats per example", fontsize=FS)
+    ax.set_title(title, fontsize=FS + 1)
+    ax.set_xlim(-0.6, len(names) - 0.4 + 1.4)
+    ax.legend(fontsize=FS, loc="upper right")
+    ax.tick_params(labelsize=FS)
+    fig.tight_layout()
+    return fig, ax
