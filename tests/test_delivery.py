@@ -129,6 +129,7 @@ def _widget_nb():
     nb = nbformat.v4.new_notebook()
     skip = nbformat.v4.new_code_cell("import matplotlib", metadata={"slideshow": {"slide_type": "skip"}})
     plumbing = nbformat.v4.new_code_cell("plot_it()", metadata={"tags": ["remove-input"]})
+    plumbing.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})]
     gone = nbformat.v4.new_code_cell("secret()", metadata={"tags": ["remove-cell"]})
     widget = nbformat.v4.new_code_cell("w")
     widget.outputs = [
@@ -156,6 +157,68 @@ def test_slides_preprocessing_hides_plumbing_and_replaces_widgets():
     assert "Above: the figure" in widget.outputs[-1].data["text/plain"]
     assert not any(o.output_type == "stream" for o in widget.outputs)
     assert "widgets" not in nb.metadata
+
+
+def test_self_check_asserts_are_not_shown_on_slides():
+    src = ("x = f(1)\n# the check\nassert x > 0, (\n    'positive')\nfor k in (1, 2):\n    y = k * x\n    assert y > 0\n"
+           "for k in (1, 2):\n    assert k\nprint(x)")
+    assert slides.without_asserts(src) == "x = f(1)\nfor k in (1, 2):\n    y = k * x\nprint(x)"
+    assert slides.without_asserts("%time x = 1\nassert x == 1") == "%time x = 1"  # IPython syntax: line rule
+    nb = nbformat.v4.new_notebook()
+    mark = {"slideshow": {"slide_type": "subslide"}}
+    only = nbformat.v4.new_code_cell("assert 1 + 1 == 2, 'arithmetic'", metadata=dict(mark))
+    shown = nbformat.v4.new_code_cell("z = 3\n\n\n\nassert z == 3\nz")
+    shown.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "3"}, execution_count=2)]
+    kept = nbformat.v4.new_code_cell("assert add(2, 2) == 4", metadata={"tags": [slides.KEEP_ASSERTS_TAG]})
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"), only, shown, kept]
+    out = slides.prepare_for_slides(nb)
+    sources = [c.source for c in out.cells]
+    assert sources == ["# T", "z = 3\n\nz", "assert add(2, 2) == 4"], sources  # and one blank line at most
+    assert out.cells[1].metadata["slideshow"]["slide_type"] == "subslide"  # the dropped cell's slide mark moved on
+    assert nb.cells[1].source.startswith("assert")  # the notebook itself keeps its checks
+
+
+def test_a_progress_bar_is_not_announced_as_a_widget():
+    """tqdm in a notebook is a widget; the slides and the site drop it instead of saying "try it"."""
+    cell = nbformat.v4.new_code_cell("fit(model, data)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={slides.WIDGET_MIME: {"model_id": "a"},
+                                                     "text/plain": "VAE:   0%|          | 0/30 [00:00<?, ?epoch/s]"}),
+        nbformat.v4.new_output("stream", name="stdout", text="VAE: 30 epochs, 3.1 s\n")]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [cell]
+    for prepared in (slides.prepare_for_slides(nb), site.prepare_for_site(nb)):
+        outputs = prepared.cells[0].outputs
+        assert [o.output_type for o in outputs] == ["stream"], outputs
+    assert not slides.is_progress_bar({"data": {"text/plain": "interactive(children=(FloatSlider(value=0.0"}})
+    assert slides.is_progress_bar({"data": {"text/plain": "HBox(children=(HTML(value=''), FloatProgress(value=0.0"}})
+
+
+def test_a_printed_table_is_shown_as_a_table():
+    text = ("Test NLL (nats):\nmodel        parameters  test NLL   published\nFVSBN             1,234      98.1   97.45 (Gregor)\n"
+            "PixelCNN         12,345      85.0   81.30 (van den Oord)\n")
+    html = slides.printed_table_html(text)
+    assert html.startswith("<pre>Test NLL (nats):</pre><table")
+    assert "<th>test NLL</th>" in html and "<td>81.30 (van den Oord)</td>" in html and html.count("<tr>") == 3
+    for not_a_table in ("forward: m = 0.20, s = 1.00\nreverse: m = 1.00, s = 0.30\n",
+                        "tensor([[1, 0, 1],\n        [0, 1, 1],\n        [1, 1, 0]])", "one line 1 2 3"):
+        assert slides.printed_table_html(not_a_table) is None, not_a_table
+    cell = nbformat.v4.new_code_cell("report()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [cell]
+    [out] = slides.prepare_for_slides(nb).cells[0].outputs
+    assert "<table" in out.data["text/html"] and out.data["text/plain"] == text
+
+
+def test_notes_are_in_the_deck_though_folded_in_jupyterlab(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title", metadata={"slideshow": {"slide_type": "slide"}}),
+                nbformat.v4.new_markdown_cell("Ask: why? Expected: because.",
+                                              metadata={"slideshow": {"slide_type": "notes"},
+                                                        "jupyter": {"source_hidden": True}})]
+    html = slides.write_deck(slides.prepare_for_slides(nb), tmp_path / "n.slides.html", "n").read_text()
+    assert '<aside class="notes">' in html and "Ask: why?" in html
 
 
 def test_site_preprocessing_gives_every_figure_alt_text():
@@ -211,9 +274,15 @@ def test_deck_works_offline_with_math(lesson, deck_dir, chromium):
 
 @NEEDS_BROWSER
 @pytest.mark.parametrize("lesson", _fit_params())
-def test_every_slide_fits_1280x720(lesson, deck_dir, chromium):
+def test_every_slide_fits_and_reads_at_1280x720_and_1024x768(lesson, deck_dir, chromium):
+    """Each slide fits the screen (16:9 and 4:3), code >= 20 px, text >= 24 px, no assert shown, figures not
+    shrunk below 2/3, and the Right arrow visits every slide and subslide."""
     report = browser.check_deck(chromium, _deck(lesson, deck_dir))
     assert report["failed_slides"] == [], browser.describe_deck(report, lesson)
+    assert report["navigation"] == "linear" and report["linear"], \
+        f"{lesson}: Right visits {report['right_arrow_visits']} of {len(report['slides'])} slides"
+    assert set(report["viewports"]) == {"1280x720", "1024x768"}
+    assert report["viewports"]["1024x768"]["width"] == 1024  # the 4:3 canvas: no blank bands
 
 
 @NEEDS_BROWSER
@@ -242,19 +311,48 @@ def test_site_offline_with_navigation_search_math_alt_text_and_decks(tmp_path_fa
 
 
 @NEEDS_BROWSER
-def test_the_browser_check_sees_overflow_remote_requests_and_bad_math(deck_dir, chromium):
-    """The checks above can fail: a deck with a too-tall slide, a remote image and a TeX error."""
+def test_the_browser_check_sees_overflow_small_type_asserts_remote_requests_and_bad_math(deck_dir, chromium):
+    """The checks above can fail: a slide too tall even after splitting (one block), small code, an assert
+    shown, a remote image, a TeX error, and a deck whose Right arrow skips the subslides."""
     nb = nbformat.v4.new_notebook()
     slide = {"slideshow": {"slide_type": "slide"}}
+    sub = {"slideshow": {"slide_type": "subslide"}}
     nb.cells = [nbformat.v4.new_markdown_cell("# Fine\n$a^2 + b^2$", metadata=slide),
-                nbformat.v4.new_markdown_cell("## Too tall\n" + "\n\n".join(f"line {i}" for i in range(40)), metadata=slide),
+                nbformat.v4.new_markdown_cell("## Too tall\n<p>" + "<br>".join(f"line {i}" for i in range(40)) + "</p>",
+                                              metadata=slide),
+                nbformat.v4.new_markdown_cell('## Small\n<pre style="font-size: 13px">x = 1</pre>', metadata=sub),
+                nbformat.v4.new_code_cell("y = 2\nassert y == 2", metadata=sub),
                 nbformat.v4.new_markdown_cell('## Remote\n<img src="https://example.com/x.png" alt="x">', metadata=slide),
                 nbformat.v4.new_markdown_cell(r"## Bad math: $\frac{1}{$", metadata=slide)]
-    report = browser.check_deck(chromium, slides.write_deck(nb, deck_dir / "bad.slides.html", "bad"))
-    assert [s["title"] for s in report["failed_slides"]] == ["Too tall"]
-    assert report["failed_slides"][0]["overflow_px"] > 300
+    deck = slides.write_deck(nb, deck_dir / "bad.slides.html", "bad")  # not prepared: the assert stays
+    report = browser.check_deck(chromium, deck)
+    failed = {(s["viewport"], s["title"][:8]): s["why"] for s in report["failed_slides"]}
+    assert set(failed) == {(v, t) for v in ("1280x720", "1024x768") for t in ("Too tall", "Small", "y = 2 as")}, failed
+    assert "px too tall" in failed["1280x720", "Too tall"][0]
+    assert "code at 13 px" in failed["1280x720", "Small"][0]
+    assert "assert line(s) shown" in failed["1024x768", "y = 2 as"][0]
+    assert report["linear"] and report["right_arrow_visits"] == len(report["slides"]) == 7  # "Too tall" split once
     assert any(u.startswith("https://example.com/") for u in report["remote_requests"])
     assert report["math"]["rendered"] >= 1 and (report["math"]["errors"] or report["math"]["raw"])
+
+    grid = deck.with_name("grid.slides.html")  # the Right arrow of reveal.js's default navigation
+    grid.write_text(deck.read_text().replace('navigationMode: "linear"', 'navigationMode: "default"'))
+    report = browser.check_deck(chromium, grid, viewports=browser.VIEWPORTS[:1])
+    assert not report["linear"] and report["right_arrow_visits"] == 4  # the top-level slides only
+
+
+@NEEDS_BROWSER
+def test_a_slide_too_tall_continues_on_the_next_one(deck_dir, chromium):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## Long\n\n" + "\n\n".join(f"Paragraph {i}." for i in range(30)),
+                                              metadata={"slideshow": {"slide_type": "slide"}}),
+                nbformat.v4.new_markdown_cell("Ask: notes stay.", metadata={"slideshow": {"slide_type": "notes"}})]
+    report = browser.check_deck(chromium, slides.write_deck(nb, deck_dir / "long.slides.html", "long"))
+    assert report["failed_slides"] == [], browser.describe_deck(report)
+    assert len(report["slides"]) >= 2 and report["slides"][1]["title"].startswith("Long (continued)")
+    assert report["linear"]
+    notes = chromium.evaluate("Reveal.slide(0, 0); Reveal.getSlideNotes()")
+    assert "notes stay" in notes
 
 
 @NEEDS_BROWSER

@@ -17,9 +17,11 @@ once.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -33,7 +35,8 @@ import nbformat
 from .notebooks import RISE, repo_root
 
 __all__ = ["STATIC", "lesson_paths", "execute_notebook", "executed", "prepare_outputs", "prepare_for_slides",
-           "write_deck", "build_slides", "main", "ExecutionFailed"]
+           "without_asserts", "is_progress_bar", "write_deck", "build_slides", "main", "ExecutionFailed",
+           "KEEP_ASSERTS_TAG"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -44,6 +47,11 @@ WIDGET_NOTE = ("Interactive widget: try it in JupyterLab (open the lesson, Run A
 REMOVE_CELL_TAGS = {"remove-cell"}
 REMOVE_INPUT_TAGS = {"remove-input", "hide-input"}
 REMOVE_OUTPUT_TAGS = {"remove-output", "hide-output"}
+# Self-check asserts run in the notebooks and in the build, but are not shown on slides; a cell
+# whose asserts are the point (a lesson about testing, say) keeps them with this tag.
+KEEP_ASSERTS_TAG = "slides-keep-asserts"
+# tqdm's notebook bar is a widget whose text form is the bar: "VAE:   0%|          | 0/30 [00:00<?, ?epoch/s]"
+_PROGRESS_TEXT = re.compile(r"(^|\s)\d{1,3}%\|.*\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?\s*\[|^HBox\(children=\(HTML\(value=")
 CELL_TIMEOUT = 600.0   # seconds, one cell (a full-mode training cell loads a checkpoint; quick trains)
 TOTAL_TIMEOUT = 1800.0  # seconds, one lesson
 
@@ -205,16 +213,102 @@ def _has_image(outputs) -> bool:
                any(k.startswith("image/") for k in o.get("data", {})) for o in outputs)
 
 
+def is_progress_bar(output) -> bool:
+    """True for a progress bar's output (tqdm's notebook widget or its text form), not a widget to try."""
+    data = output.get("data", {})
+    text = data.get("text/plain", "")
+    text = "".join(text) if isinstance(text, list) else text
+    return bool(_PROGRESS_TEXT.search(text.strip()))
+
+
+def _columns(lines: list[str]) -> list[tuple[int, int]] | None:
+    """The (start, end) character spans of the columns of whitespace-aligned ``lines``, or None.
+
+    A gutter is a run of character positions that are blank in every line; at least three columns,
+    each non-empty in most lines, make a table."""
+    width = max(len(line) for line in lines)
+    padded = [line.ljust(width) for line in lines]
+    blank = [all(line[i] == " " for line in padded) for i in range(width)]
+    spans, start = [], None
+    for i, b in enumerate(blank + [True]):
+        if not b and start is None:
+            start = i
+        elif b and start is not None:
+            spans.append((start, i))
+            start = None
+    merged: list[tuple[int, int]] = []  # a span blank in two or more lines spills over from its neighbour
+    for a, b in spans:
+        if merged and sum(1 for line in padded if not line[a:b].strip()) >= 2:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    if len(merged) < 3 or any(sum(1 for line in padded if not line[a:b].strip()) >= 2 for a, b in merged):
+        return None
+    return merged
+
+
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?$", re.I)
+
+
+def printed_table_html(text: str) -> str | None:
+    """HTML for printed output that holds a whitespace-aligned table (a header row and >= 2 rows with
+    numbers); the lines around the table stay as preformatted text. None when there is no table."""
+    import html as _html
+
+    lines = text.rstrip("\n").split("\n")
+    best = None
+    for i in range(len(lines)):
+        for j in range(len(lines), i + 2, -1):  # the longest block from line i with aligned columns
+            block = lines[i:j]
+            if any(not line.strip() for line in block):
+                continue
+            spans = _columns(block)
+            if spans and all(any(_NUMBER.match(line[a:b].strip()) for a, b in spans) for line in block[1:]):
+                best = (i, j, spans)
+                break
+        if best:
+            break
+    if best is None:
+        return None
+    i, j, spans = best
+    rows = [[line.ljust(spans[-1][1])[a:b].strip() for a, b in spans] for line in lines[i:j]]
+    head = "".join(f"<th>{_html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    parts = []
+    if lines[:i]:
+        parts.append(f"<pre>{_html.escape(chr(10).join(lines[:i]))}</pre>")
+    parts.append(f'<table class="course-result"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    if lines[j:]:
+        parts.append(f"<pre>{_html.escape(chr(10).join(lines[j:]))}</pre>")
+    return "".join(parts)
+
+
+def tables_from_prints(cell) -> None:
+    """Printed tables (stdout) of a code cell become rendered HTML tables (the text stays as text/plain); in place."""
+    outputs = []
+    for o in cell.outputs:
+        if o.output_type == "stream" and o.get("name") == "stdout":
+            html = printed_table_html(o.text)
+            if html:
+                o = nbformat.v4.new_output("display_data", data={"text/html": html, "text/plain": o.text})
+        outputs.append(o)
+    cell.outputs = outputs
+
+
 def prepare_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Replace widget outputs by a note (the still image the widget drew stays above it); in place.
 
-    Also drops the notebook's saved widget state, which would make the page fetch the widget
-    manager from the network.
+    Progress bars (tqdm in a notebook is a widget) are dropped, never announced as a widget: the
+    bar shown at display time is empty, its progress lives in the kernel. Also drops the notebook's
+    saved widget state, which would make the page fetch the widget manager from the network.
     """
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
+        cell.outputs = [o for o in cell.outputs if not (o.get("output_type") in ("display_data", "execute_result")
+                                                        and is_progress_bar(o))]
+        tables_from_prints(cell)
         widget = [o for o in cell.outputs if WIDGET_MIME in o.get("data", {})]
         if not widget:
             continue
@@ -235,23 +329,94 @@ def _coalesce(nb):
     return nb
 
 
+_BODIES = ("body", "orelse", "finalbody")
+
+
+def _dropped(node: ast.stmt) -> bool:
+    """An assert, or a block whose every statement is dropped (``for k in ks: assert ...``)."""
+    if isinstance(node, ast.Assert):
+        return True
+    if isinstance(node, (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith)):
+        stmts = [n for b in _BODIES for n in getattr(node, b, [])]
+        return bool(stmts) and all(_dropped(n) for n in stmts)
+    return False
+
+
+def _assert_lines(stmts, drop: set) -> None:
+    for node in stmts:
+        if _dropped(node):
+            drop.update(range(node.lineno - 1, node.end_lineno))
+            continue
+        for b in _BODIES:
+            body = getattr(node, b, None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.stmt) and \
+                    not all(_dropped(n) for n in body):  # a block left empty would not parse: keep it whole
+                _assert_lines(body, drop)
+
+
+def without_asserts(source: str) -> str:
+    """``source`` without its self-check asserts: every ``assert`` (however many lines, at any depth) and
+    every block made only of asserts, with the comment lines just above them; unchanged if it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython syntax (magics): lines that start an assert statement on one line
+        return "\n".join(line for line in source.splitlines() if not re.match(r"\s*assert\b.*[^\\,(]$", line))
+    lines = source.splitlines()
+    drop: set = set()
+    _assert_lines(tree.body, drop)
+    if not drop:
+        return source
+    for first in sorted(drop):
+        above = first - 1
+        while above >= 0 and above not in drop and lines[above].lstrip().startswith("#"):
+            drop.add(above)
+            above -= 1
+    kept = [line for i, line in enumerate(lines) if i not in drop]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join(kept)
+
+
+def _slide_type(cell) -> str:
+    return cell.metadata.get("slideshow", {}).get("slide_type", "-")
+
+
 def prepare_for_slides(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of an executed lesson as the room sees it (see the module's docstring)."""
+    """A copy of an executed lesson as the room sees it (see the module's docstring).
+
+    Self-check asserts are not shown (:func:`without_asserts`; the tag ``slides-keep-asserts``
+    keeps them): a cell left without code shows only its output, or goes if it has none. A dropped
+    cell that opened a slide hands its ``slide``/``subslide`` mark to the next cell shown.
+    """
     nb = prepare_outputs(_coalesce(copy.deepcopy(nb)))
-    cells = []
+    cells, pending = [], None  # pending: the slide mark of a dropped cell, for the next cell shown
     for cell in nb.cells:
         tags = set(cell.metadata.get("tags", []))
-        if cell.metadata.get("slideshow", {}).get("slide_type") == "skip" or tags & REMOVE_CELL_TAGS:
-            continue
-        if cell.cell_type == "code":
-            if tags & REMOVE_INPUT_TAGS:
+        kind = _slide_type(cell)
+        if kind == "notes":  # folded for students in JupyterLab; the speaker view shows them
+            cell.metadata.get("jupyter", {}).pop("source_hidden", None)
+        drop = kind == "skip" or bool(tags & REMOVE_CELL_TAGS)
+        if not drop and cell.cell_type == "code":
+            if KEEP_ASSERTS_TAG not in tags:
+                cell.source = without_asserts(cell.source)
+            cell.source = re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", cell.source)  # one blank line at most
+            if tags & REMOVE_INPUT_TAGS or not cell.source.strip():
                 cell.metadata["transient"] = {"remove_source": True}
             if tags & REMOVE_OUTPUT_TAGS:
                 cell.outputs = []
             cell.outputs = [o for o in cell.outputs
                             if not (o.output_type == "stream" and o.get("name") == "stderr")]
-            if not cell.source.strip() and not cell.outputs:
-                continue
+            drop = (not cell.source.strip() or tags & REMOVE_INPUT_TAGS) and not cell.outputs
+        if drop:
+            if kind in ("slide", "subslide") and (pending is None or kind == "slide"):
+                pending = kind
+            continue
+        if pending is not None:
+            if kind in ("-", "fragment"):
+                cell.metadata.setdefault("slideshow", {})["slide_type"] = pending
+            elif kind == "subslide" and pending == "slide":
+                cell.metadata["slideshow"]["slide_type"] = "slide"
+            pending = None if kind != "notes" else pending
         cells.append(cell)
     nb.cells = cells
     return nb
