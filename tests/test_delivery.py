@@ -28,7 +28,12 @@ from course_lib.tooling import browser, pretrain, site, slides
 LESSONS = [p.stem for p in slides.lesson_paths([n for n in os.environ.get("COURSE_DELIVERY_LESSONS", "").split(",") if n])]
 # Decks with slides that do not fit yet (lessons being rewritten by their authors); measured with
 # `python -m course_lib.tooling.browser build/slides/NN_x.slides.html` on the quick-mode run.
-DOES_NOT_FIT: dict[str, str] = {}  # lesson -> the slides that do not fit yet (an expected failure, named)
+DOES_NOT_FIT: dict[str, str] = {  # lesson -> the slides that do not fit yet (an expected failure, named)
+    "05_evaluation": "1024x768, slide 33: a five-panel figure as wide as the slide is drawn at 0.65 of its size "
+                     "(labels under 12 px); it needs fewer panels per row (the lesson's figure, not the tooling)",
+    "07_vqvae": "1024x768, slide 36: the code-grid editor's five-panel figure is drawn at 0.60 of its size "
+                "(labels under 12 px); it needs fewer panels per row (the lesson's figure, not the tooling)",
+}
 NEEDS_BROWSER = pytest.mark.skipif(browser.find_chromium() is None,
                                    reason="no Chromium installed (apt-get install chromium, or set COURSE_CHROMIUM): "
                                           "the browser tests of the decks and the site are skipped")
@@ -200,6 +205,11 @@ def test_a_printed_table_is_shown_as_a_table():
     html = slides.printed_table_html(text)
     assert html.startswith("<pre>Test NLL (nats):</pre><table")
     assert "<th>test NLL</th>" in html and "<td>81.30 (van den Oord)</td>" in html and html.count("<tr>") == 3
+    words = ("negative log-likelihood\n                         d = 2                     d = 5\n"
+             "N-VAE      179.1 ± 2.4 (paper 135.7)    148.0 ± 1.9 (paper 110.2)\n"
+             "S-VAE      184.8 ± 1.9 (paper 132.5)    158.8 ± 1.8 (paper 108.4)\n")
+    html = slides.printed_table_html(words)  # a cell of several words stays one cell
+    assert html is None or "<td>179.1 ± 2.4 (paper 135.7)</td>" in html, html
     for not_a_table in ("forward: m = 0.20, s = 1.00\nreverse: m = 1.00, s = 0.30\n",
                         "tensor([[1, 0, 1],\n        [0, 1, 1],\n        [1, 1, 0]])", "one line 1 2 3"):
         assert slides.printed_table_html(not_a_table) is None, not_a_table
@@ -224,8 +234,19 @@ def test_notes_are_in_the_deck_though_folded_in_jupyterlab(tmp_path):
 def test_site_preprocessing_gives_every_figure_alt_text():
     nb = site.prepare_for_site(_widget_nb(), deck_href="../slides/x.slides.html")
     widget = next(c for c in nb.cells if c.source == "w")
-    assert widget.metadata["mystnb"]["image"]["alt"] == "Figure drawn by the code of the section: The plane"
+    assert widget.metadata["mystnb"]["image"]["alt"] == "Figure of the section The plane."  # no alt from the kernel
     assert 'href="../slides/x.slides.html"' in nb.cells[1].source
+
+
+def test_the_kernel_writes_alt_text_from_each_figure(tmp_path):
+    path = _notebook(tmp_path, "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1], [1, 2])\n"
+                     "ax.set_title(r'ELBO of $q(z=1\\mid x)$')\nax.set_xlabel(r'$\\pi$')\nax.set_ylabel('nats')\nplt.show()",
+                     "fig, axs = plt.subplots(1, 2)\naxs[0].imshow([[0, 1]])\naxs[0].set_title('a')\naxs[1].plot([0, 1])\n"
+                     "axs[1].set_title('b')\nfig.suptitle('Two')\nplt.show()")
+    run = slides.execute_notebook(path)
+    assert run.errors == []
+    alts = [o.metadata.get("alt") for c in run.nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
+    assert alts == ["Figure 'ELBO of q(z=1| x)': curve of nats against π.", "Figure 'Two': 2 panels of curve and image (a; b)."]
 
 
 # ------------------------------------------------------------------ in the browser
@@ -286,28 +307,51 @@ def test_every_slide_fits_and_reads_at_1280x720_and_1024x768(lesson, deck_dir, c
 
 
 @NEEDS_BROWSER
-def test_site_offline_with_navigation_search_math_alt_text_and_decks(tmp_path_factory, chromium):
+def test_site_introduction_cross_links_downloads_alt_text_search_and_footer(tmp_path_factory, chromium):
     out = tmp_path_factory.mktemp("site")
     index, problems = site.build_site(out, quick=True, log=lambda *a: None, lessons=LESSONS)
     assert problems == []
     html = index.parent
     assert (html / "search.html").exists() and (html / "searchindex.js").exists()
+    assert json.loads((out / "timings.json").read_text())["wall_s"] > 0  # the build times itself
     front = browser.check_page(chromium, index)
-    assert front["remote_requests"] == [] and front["search"]
+    assert front["problems"] == [] and front["search"], front["problems"]
+    text = index.read_text()
+    for section in ("Who this course is for", "Prerequisites", "Set-up: two commands", "Lesson map", "make lab", "make test"):
+        assert section in text, f"the front page has no {section!r}"
     for lesson in LESSONS:
         assert f"lessons/{lesson}.html" in front["links"] and f"slides/{lesson}.slides.html" in front["links"]
+        assert f"download/notebooks/{lesson}.ipynb" in front["links"]
         assert (html / "slides" / f"{lesson}.slides.html").exists()
+        downloaded = nbformat.read(html / "download" / "notebooks" / f"{lesson}.ipynb", as_version=4)
+        assert downloaded.cells and not any(c.metadata.get("slideshow", {}).get("slide_type") == "notes"
+                                            for c in downloaded.cells), "notes are for the instructor"
         page = browser.check_page(chromium, html / "lessons" / f"{lesson}.html")
-        assert page["remote_requests"] == [], f"{lesson}: {page['remote_requests'][:3]}"
-        assert page["math"]["rendered"] > 0 and page["math"]["errors"] == [] and page["math"]["raw"] == [], page["math"]
+        assert page["problems"] == [], f"{lesson}: {page['problems']}"  # offline, math, real alt text, code fits
         figures = [i for i in page["images"] if "_images/" in i["src"]]
         assert figures, f"{lesson}: no figure on the page"
-        assert all(i["loaded"] for i in figures), f"{lesson}: figures that do not load"
-        assert all(i["alt"] and not re.search(r"\.png$", i["alt"]) for i in figures), f"{lesson}: figures without alt text"
         assert f"../slides/{lesson}.slides.html" in page["links"]
-    exercises = sorted((html / "exercises").glob("*.html"))
-    assert exercises, "no exercise page"
-    assert browser.check_page(chromium, exercises[0])["remote_requests"] == []
+        assert f"../download/notebooks/{lesson}.ipynb" in page["links"]
+        if (html / "exercises" / f"{lesson}.html").exists():
+            assert f"../exercises/{lesson}.html" in page["links"]
+            exercise = browser.check_page(chromium, html / "exercises" / f"{lesson}.html")
+            assert exercise["problems"] == [], exercise["problems"]
+            assert f"../lessons/{lesson}.html" in exercise["links"]  # and back
+            assert f"../download/exercises/{lesson}.ipynb" in exercise["links"]
+            assert (html / "download" / "exercises" / f"{lesson}.ipynb").exists()
+    snippets = browser.search_snippets(chromium, html / "search.html", "KL")
+    assert snippets, "the search finds nothing"
+    raw = [s["snippet"] for s in snippets if re.search(r"\\[()\[\]a-zA-Z]", s["snippet"])]
+    assert not raw, f"search snippets with raw TeX: {raw[:2]}"
+
+
+def test_site_alt_text_comes_from_the_figure():
+    nb = _widget_nb()
+    nb.cells[-1].outputs[0].metadata = {"alt": "Figure: 2 panels of curves and points and curves (a; b)."}
+    page = site.prepare_for_site(nb, deck_href="../slides/x.slides.html")
+    widget = next(c for c in page.cells if c.source == "w")
+    assert widget.metadata["mystnb"]["image"]["alt"] == "Figure: 2 panels of curves and points (a; b)."
+    assert site._tidy_alt("Figure: bars.", "The plane") == "Figure in the section 'The plane': bars."
 
 
 @NEEDS_BROWSER
@@ -357,8 +401,9 @@ def test_a_slide_too_tall_continues_on_the_next_one(deck_dir, chromium):
 
 @NEEDS_BROWSER
 def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
-    """Live RISE (jupyterlab-rise's /rise/ page of lesson 2): notebooks/rise.css loaded, 22 px body text,
-    the white theme (no Google fonts), math rendered, no request leaving the machine."""
+    """Live RISE (jupyterlab-rise's /rise/ page of lesson 2): notebooks/rise.css loaded, 24 px body text and
+    20 px code that wraps, no "Click to add a cell." bar, the white theme (no Google fonts), math rendered,
+    no request leaving the machine."""
     import secrets
     import shutil
     import signal
@@ -396,13 +441,19 @@ def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
               return p ? JSON.stringify({size: parseFloat(getComputedStyle(p).fontSize),
                 css: Array.from(document.querySelectorAll('link[rel=stylesheet]')).some(l => l.href.endsWith('/notebooks/rise.css')),
                 math: document.querySelectorAll('.reveal mjx-container').length}) : 'null'; })()""")
-            if state != "null" and (lambda s: s["css"] and s["size"] >= 20 and s["math"] > 0)(json.loads(state)):
+            if state != "null" and (lambda s: s["css"] and s["size"] >= 24 and s["math"] > 0)(json.loads(state)):
                 break  # else wait: RISE adds rise.css and MathJax typesets after the first paint
             time.sleep(1)
         state = json.loads(state)
         assert state and state["css"], "RISE did not load notebooks/rise.css"
-        assert state["size"] >= 20, f"body text is {state['size']} px on the slides"
+        assert state["size"] >= 24, f"body text is {state['size']} px on the slides"
         assert state["math"] > 0
+        look = json.loads(chromium.evaluate("""JSON.stringify({
+            footer: Array.from(document.querySelectorAll('.jp-Notebook-footer')).filter(e => e.offsetParent !== null).length,
+            code: Array.from(document.querySelectorAll('.reveal .cm-content')).map(e => [parseFloat(getComputedStyle(e).fontSize),
+                  getComputedStyle(e).whiteSpace])})"""))
+        assert look["footer"] == 0, "the 'Click to add a cell.' bar is on the slides"
+        assert look["code"] and all(size >= 20 and space == "pre-wrap" for size, space in look["code"]), look["code"][:3]
         remote = [u for u in chromium.requests if not u.startswith(browser.LOCAL_SCHEMES + (f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"))]
         assert remote == [], remote[:3]
     finally:

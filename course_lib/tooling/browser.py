@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 __all__ = ["find_chromium", "Browser", "check_deck", "check_page", "slide_problems", "press_through",
-           "screenshot_slides", "deck_summary", "LOCAL_SCHEMES", "VIEWPORTS"]
+           "screenshot_slides", "deck_summary", "search_snippets", "LOCAL_SCHEMES", "VIEWPORTS"]
 
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:", "chrome-error:")
 WIDTH, HEIGHT = 1280, 720
@@ -115,10 +116,38 @@ _PAGE_JS = _MATH_JS + r"""
   const images = Array.from(document.querySelectorAll('img')).map(i => ({src: i.getAttribute('src') || '',
       alt: (i.getAttribute('alt') || '').trim(), loaded: i.complete && i.naturalWidth > 0}));
   const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'));
-  return JSON.stringify({kind: 'page', title: document.title, math: math, images: images, links: links,
+  const cut = [];
+  document.querySelectorAll('pre, table').forEach(p => {
+    if (p.offsetParent === null) return;
+    const style = getComputedStyle(p);
+    const scrolls = ['auto', 'scroll'].includes(style.overflowX) ||
+        (p.parentElement && ['auto', 'scroll'].includes(getComputedStyle(p.parentElement).overflowX));
+    if (p.scrollWidth > p.clientWidth + 1 && !scrolls) cut.push(p.textContent.trim().slice(0, 80));
+    if (p.getBoundingClientRect().right > window.innerWidth + 1 && !scrolls) cut.push('[past the window] ' + p.textContent.trim().slice(0, 60));
+  });
+  const footer = document.querySelector('footer, .footer');
+  return JSON.stringify({kind: 'page', title: document.title, math: math, images: images, links: links, cut: cut,
+                         page_wider_than_window: document.documentElement.scrollWidth > window.innerWidth + 1,
+                         footer: footer ? footer.textContent.replace(/\s+/g, ' ').trim() : '',
                          search: !!document.querySelector('form[action*="search"], input[type=search], #searchbox, .sidebar-search')});
 })()
 """
+
+_SEARCH_JS = r"""
+(async () => {
+  for (let i = 0; i < 100; i++) {
+    const items = document.querySelectorAll('#search-results li, ul.search li');
+    const status = document.querySelector('#search-results p.search-summary, .search-summary');
+    if (items.length && Array.from(items).every(li => li.querySelector('p.context')) || (status && /did not match|found 0/i.test(status.textContent))) break;
+    await new Promise(r => setTimeout(r, 200));
+  }
+  return JSON.stringify(Array.from(document.querySelectorAll('#search-results li, ul.search li')).map(li => ({
+      href: (li.querySelector('a') || {}).getAttribute ? li.querySelector('a').getAttribute('href') : '',
+      snippet: (li.querySelector('p.context') || {textContent: ''}).textContent})));
+})()
+"""
+
+BOILERPLATE_ALT = re.compile(r"^(figure drawn by the code|no description has been provided|figure of the section|image)", re.I)
 
 
 def find_chromium() -> str | None:
@@ -352,12 +381,33 @@ def screenshot_slides(browser: Browser, deck: str | Path, out: str | Path, which
     return shots
 
 
-def check_page(browser: Browser, page: str | Path) -> dict:
-    """Open a site page: math, images (with alt text, loaded), links, search box, remote requests."""
+def check_page(browser: Browser, page: str | Path, viewport=VIEWPORTS[0]) -> dict:
+    """Open a site page: math, images (alt text, loaded), links, code cut at the right edge (neither
+    fitting nor scrolling), the footer, the search box, remote requests. ``problems`` lists what fails."""
+    browser.set_viewport(*viewport)
     browser.open(_url(page))
     report = json.loads(browser.evaluate(_PAGE_JS))
     report["remote_requests"] = browser.remote_requests()
+    problems = [f"remote request: {u}" for u in report["remote_requests"][:3]]
+    problems += [f"math error: {e}" for e in report["math"]["errors"][:3]] + [f"raw TeX: {r}" for r in report["math"]["raw"][:3]]
+    figures = [i for i in report["images"] if "_images/" in i["src"]]
+    problems += [f"figure without a real alt text: {i['src']} ({i['alt']!r})" for i in figures
+                 if not i["alt"] or BOILERPLATE_ALT.match(i["alt"]) or i["alt"].endswith(".png")]
+    problems += [f"figure not loaded: {i['src']}" for i in figures if not i["loaded"]]
+    problems += [f"code cut at the right edge: {c!r}" for c in report["cut"][:3]]
+    if report["page_wider_than_window"]:
+        problems.append("the page is wider than the window")
+    if not re.search(r"©\s*\d{4},?\s+\w", report["footer"]):
+        problems.append(f"footer without a name: {report['footer'][:80]!r}")
+    report["problems"] = problems
+    browser.set_viewport(*VIEWPORTS[0])
     return report
+
+
+def search_snippets(browser: Browser, search_page: str | Path, query: str) -> list[dict]:
+    """Search the site for ``query`` (its search page, as a reader does) and return the results' snippets."""
+    browser.open(_url(search_page) + "?q=" + urllib.request.quote(query), settle=0.5)
+    return json.loads(browser.evaluate(_SEARCH_JS))
 
 
 def describe_deck(report: dict, name: str = "") -> str:

@@ -94,8 +94,93 @@ def kernel_argv() -> list[str]:
     return [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 
+# Run by the kernel before the lesson (an IPython startup file): every figure the inline backend shows
+# carries a one-sentence alt text written from the figure itself (its titles, axis labels and what is
+# drawn), in the output's metadata ("alt"); the site puts it on the <img>.
+ALT_TEXT_STARTUP = r'''
+import re as _re
+
+
+def _course_plain(text):
+    greek = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "theta": "θ", "lambda": "λ",
+             "mu": "μ", "pi": "π", "sigma": "σ", "tau": "τ", "phi": "φ", "psi": "ψ", "omega": "ω", "Sigma": "Σ",
+             "mid": "|", "cdot": "·", "times": "×", "leq": "≤", "geq": "≥", "approx": "≈", "infty": "∞",
+             "log": "log", "exp": "exp", "mathbb": "", "mathcal": "", "mathrm": "", "operatorname": "", "hat": "",
+             "tilde": "", "bar": "", ",": " ", ";": " ", "!": "", "left": "", "right": ""}
+    text = _re.sub(r"\\([A-Za-z]+|[,;!])", lambda m: greek.get(m.group(1), m.group(1)), str(text))
+    return _re.sub(r"\s+", " ", text.replace("$", "").replace("{", "").replace("}", "")).strip()
+
+
+def _course_alt(fig):
+    def kind(ax):
+        what = []
+        if ax.images:
+            what.append("image")
+        if ax.lines:
+            what.append("curves" if len(ax.lines) > 1 else "curve")
+        if ax.collections:
+            what.append("points")
+        if len(ax.patches) > 2:
+            what.append("bars")
+        return " and ".join(what) or "drawing"
+
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    sup = _course_plain(fig._suptitle.get_text()) if getattr(fig, "_suptitle", None) is not None else ""
+    panels = []
+    for ax in axes:
+        title = _course_plain(" ".join(t for t in (ax.get_title("left"), ax.get_title(), ax.get_title("right")) if t))
+        xl, yl = _course_plain(ax.get_xlabel()), _course_plain(ax.get_ylabel())
+        axis = f" of {yl} against {xl}" if xl and yl else (f" against {xl}" if xl else "")
+        panels.append((title, f"{kind(ax)}{axis}"))
+    if not panels:
+        return f"Figure: {sup}." if sup else "Figure."
+    if len(panels) == 1:
+        title, what = panels[0]
+        name = sup or title
+        return (f"Figure '{name}': {what}." if name else f"Figure: {what}.").replace("..", ".")
+    named = [t for t, _ in panels if t]
+    kinds = sorted({w.split(" of ")[0] for _, w in panels})
+    head = f"Figure '{sup}': " if sup else "Figure: "
+    body = f"{len(panels)} panels of {' and '.join(kinds)}"
+    if named:
+        body += " (" + "; ".join(named[:6]) + (f"; and {len(named) - 6} more" if len(named) > 6 else "") + ")"
+    return head + body + "."
+
+
+try:
+    import matplotlib_inline.backend_inline as _course_bi
+
+    _course_fetch = _course_bi._fetch_figure_metadata
+
+    def _fetch_figure_metadata(fig):
+        meta = dict(_course_fetch(fig) or {})
+        try:
+            meta["alt"] = _course_alt(fig)[:300]
+        except Exception:
+            pass
+        return meta or None
+
+    _course_bi._fetch_figure_metadata = _fetch_figure_metadata
+except Exception:
+    pass
+'''
+
+
+def _ipython_dir() -> str:
+    """An IPYTHONDIR whose default profile runs :data:`ALT_TEXT_STARTUP` (made once per process)."""
+    folder = Path(tempfile.gettempdir()) / f"course_ipython_{hashlib.sha256(ALT_TEXT_STARTUP.encode()).hexdigest()[:12]}"
+    startup = folder / "profile_default" / "startup" / "00-course-alt-text.py"
+    if not startup.exists():
+        startup.parent.mkdir(parents=True, exist_ok=True)
+        tmp = startup.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(ALT_TEXT_STARTUP, encoding="utf-8")
+        tmp.replace(startup)
+    return str(folder)
+
+
 def _kernel_env(quick: bool) -> dict:
     env = dict(os.environ)
+    env["IPYTHONDIR"] = _ipython_dir()
     env["COURSE_QUICK"] = "1" if quick else "0"
     env.pop("MPLBACKEND", None)  # the kernel's inline backend draws the figures
     env["MATPLOTLIBRC"] = str(STATIC / "slides.matplotlibrc")
@@ -163,6 +248,7 @@ def _library_hash() -> str:
         if "tooling" not in p.relative_to(here).parts:  # the delivery tooling does not change what a lesson computes
             h.update(p.read_bytes())
     h.update((STATIC / "slides.matplotlibrc").read_bytes())
+    h.update(ALT_TEXT_STARTUP.encode())  # the figures' alt text is written in the kernel
     return h.hexdigest()[:16]
 
 
@@ -224,11 +310,14 @@ def is_progress_bar(output) -> bool:
 def _columns(lines: list[str]) -> list[tuple[int, int]] | None:
     """The (start, end) character spans of the columns of whitespace-aligned ``lines``, or None.
 
-    A gutter is a run of character positions that are blank in every line; at least three columns,
-    each non-empty in most lines, make a table."""
+    A gutter is a run of two or more character positions that are blank in every line; at least three
+    columns, each non-empty in most lines, make a table."""
     width = max(len(line) for line in lines)
     padded = [line.ljust(width) for line in lines]
     blank = [all(line[i] == " " for line in padded) for i in range(width)]
+    for i in range(width):  # a single blank position separates words, not columns
+        if blank[i] and not (i > 0 and blank[i - 1]) and not (i + 1 < width and blank[i + 1]):
+            blank[i] = False
     spans, start = [], None
     for i, b in enumerate(blank + [True]):
         if not b and start is None:
@@ -251,8 +340,9 @@ _NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(e[-+]?\d+)?%?$", re.I)
 
 
 def printed_table_html(text: str) -> str | None:
-    """HTML for printed output that holds a whitespace-aligned table (a header row and >= 2 rows with
-    numbers); the lines around the table stay as preformatted text. None when there is no table."""
+    """HTML for printed output that holds a whitespace-aligned table (a header row of labels, no number in
+    it, and >= 2 rows with numbers); the lines around the table stay as preformatted text. None when there
+    is no table."""
     import html as _html
 
     lines = text.rstrip("\n").split("\n")
@@ -263,7 +353,8 @@ def printed_table_html(text: str) -> str | None:
             if any(not line.strip() for line in block):
                 continue
             spans = _columns(block)
-            if spans and all(any(_NUMBER.match(line[a:b].strip()) for a, b in spans) for line in block[1:]):
+            if spans and not any(_NUMBER.match(block[0].ljust(spans[-1][1])[a:b].strip()) for a, b in spans) \
+                    and all(any(_NUMBER.match(line[a:b].strip()) for a, b in spans) for line in block[1:]):
                 best = (i, j, spans)
                 break
         if best:
@@ -466,13 +557,48 @@ def write_deck(nb: nbformat.NotebookNode, out: str | Path, name: str, static_url
     return out
 
 
+class Timer:
+    """Wall-clock and CPU seconds (this process and the kernels it ran) since it was made."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), self._cpu()
+
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def seconds(self) -> dict:
+        return {"wall_s": round(time.perf_counter() - self.wall, 1), "cpu_s": round(self._cpu() - self.cpu, 1)}
+
+
+def write_timings(path: Path, what: str, total: dict, items: dict, log=print) -> None:
+    """Write the build's own timings as JSON (docs/PRESENTING.md quotes them) and print the total."""
+    import json
+    import platform
+
+    record = {"what": what, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
+              "machine": platform.machine(), **total, "items": items}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    log(f"{what}: {total['wall_s']:.0f} s wall, {total['cpu_s']:.0f} s CPU (kernels included) on {os.cpu_count()} "
+        f"CPU(s); timings in {path}")
+
+
 def build_slides(names=(), out: str | Path | None = None, quick: bool = True, cache=None, log=print,
                  **limits) -> tuple[list[Path], list[str]]:
-    """Execute (or take from the cache) and write the decks; returns (decks, problems)."""
+    """Execute (or take from the cache) and write the decks; returns (decks, problems).
+
+    Writes its own timings to ``OUT/timings.json`` (per lesson: run seconds, or 0 when cached; deck
+    seconds) and prints the total wall and CPU time.
+    """
     out = Path(out) if out is not None else repo_root() / "build" / "slides"
     out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
     copy_static(out / "_static")
-    decks, problems = [], []
+    decks, problems, items = [], [], {}
     for path in lesson_paths(names):
         try:
             run = executed(path, quick=quick, cache=cache, log=log, **limits)
@@ -483,8 +609,12 @@ def build_slides(names=(), out: str | Path | None = None, quick: bool = True, ca
         problems += [f"{path.name}: {e}" for e in run.errors]
         t0 = time.perf_counter()
         deck = write_deck(prepare_for_slides(run.nb), out / f"{path.stem}.slides.html", path.stem)
-        log(f"{path.name}: wrote {deck} ({time.perf_counter() - t0:.1f} s)")
+        items[path.stem] = {"run_s": round(run.seconds, 1), "cached": run.seconds == 0.0,
+                            "deck_s": round(time.perf_counter() - t0, 1)}
+        log(f"{path.name}: wrote {deck} ({items[path.stem]['deck_s']:.1f} s)")
         decks.append(deck)
+    write_timings(out / "timings.json", f"slides ({'quick' if quick else 'full'} mode, {len(decks)} deck(s))",
+                  timer.seconds(), items, log)
     return decks, problems
 
 
@@ -496,6 +626,8 @@ def build_arguments(prog: str, description: str, default_out: str) -> argparse.A
     p.add_argument("--out", default=None, help=f"output folder (default: {default_out})")
     p.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS", help="limit per cell")
     p.add_argument("--timeout", type=float, default=TOTAL_TIMEOUT, metavar="SECONDS", help="limit per lesson")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="executed lessons (default: build/executed; an empty folder times a build from nothing)")
     return p
 
 
@@ -519,5 +651,5 @@ def main(argv=None) -> int:
         if decks:
             print(f"{len(decks)} deck(s) in {decks[0].parent}; open one in a browser (no network needed).")
 
-    return run_build(lambda: build_slides(args.lessons, out=args.out, quick=not args.full,
+    return run_build(lambda: build_slides(args.lessons, out=args.out, quick=not args.full, cache=args.cache,
                                           cell_timeout=args.cell_timeout, timeout=args.timeout), report)
