@@ -61,17 +61,36 @@ def latent_plane_explorer(generate, z=None, labels=None, extent: float = 3.0, de
     return sliders(render, z1=(-extent, extent, step, 0.0), z2=(-extent, extent, step, 0.0))
 
 
-def latent_sliders(generate, latent_dim: int, extent: float = 3.0, device=None, base=None):
-    """One slider per latent dimension (up to 10 shown); the image decoded from the point."""
-    shown = min(latent_dim, 10)
+def latent_sliders(generate, latent_dim: int, extent: float = 3.0, device=None, base=None, rows: int = 10):
+    """One slider per latent dimension, every one of them, in a grid beside the image decoded from the point.
+
+    The sliders fill ``ceil(latent_dim / rows)`` columns (two for 16 or 20 dimensions), so that the
+    image and every slider are on screen together (JupyterLab at 1440 x 900, RISE at 1280 x 720).
+    Returns an ``HBox(grid of sliders, output)``; ``box.controls`` maps "z1", "z2", ... to the sliders.
+    """
+    import math
+
+    import ipywidgets as W
+
     base = torch.zeros(latent_dim) if base is None else base.detach().cpu().clone()
+    names = [f"z{i + 1}" for i in range(latent_dim)]
 
     def render(**values):
         z = base.clone()
-        for i in range(shown):
-            z[i] = values[f"z{i + 1}"]
+        for i, name in enumerate(names):
+            z[i] = values[name]
         _, ax = plt.subplots(figsize=(3, 3))
         show_images(decode_point(generate, z.tolist(), device)[None], title="Decoded image", ax=ax)
         plt.show()
 
-    return sliders(render, **{f"z{i + 1}": (-extent, extent, extent / 20, float(base[i])) for i in range(shown)})
+    controls = {name: W.FloatSlider(min=-extent, max=extent, step=extent / 20, value=float(base[i]), description=name,
+                                    continuous_update=False, readout_format=".1f",
+                                    style={"description_width": "2.2em"}, layout=W.Layout(width="auto"))
+                for i, name in enumerate(names)}
+    columns = max(1, math.ceil(latent_dim / rows))
+    grid = W.GridBox(list(controls.values()), layout=W.Layout(
+        grid_template_columns=f"repeat({columns}, minmax(0, 1fr))", grid_gap="0 12px", width=f"{min(30 * columns, 64)}em",
+        max_width="64%"))
+    box = W.HBox([grid, W.interactive_output(render, controls)], layout=W.Layout(align_items="center"))
+    box.controls = controls
+    return box

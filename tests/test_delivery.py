@@ -28,7 +28,12 @@ from course_lib.tooling import browser, pretrain, site, slides
 LESSONS = [p.stem for p in slides.lesson_paths([n for n in os.environ.get("COURSE_DELIVERY_LESSONS", "").split(",") if n])]
 # Decks with slides that do not fit yet (lessons being rewritten by their authors); measured with
 # `python -m course_lib.tooling.browser build/slides/NN_x.slides.html` on the quick-mode run.
-DOES_NOT_FIT: dict[str, str] = {}  # lesson -> the slides that do not fit yet (an expected failure, named)
+DOES_NOT_FIT: dict[str, str] = {  # lesson -> the slides that do not fit yet (an expected failure, named)
+    "05_evaluation": "1024x768, slide 33: a five-panel figure as wide as the slide is drawn at 0.65 of its size "
+                     "(labels under 12 px); it needs fewer panels per row (the lesson's figure, not the tooling)",
+    "07_vqvae": "1024x768, slide 36: the code-grid editor's five-panel figure is drawn at 0.60 of its size "
+                "(labels under 12 px); it needs fewer panels per row (the lesson's figure, not the tooling)",
+}
 NEEDS_BROWSER = pytest.mark.skipif(browser.find_chromium() is None,
                                    reason="no Chromium installed (apt-get install chromium, or set COURSE_CHROMIUM): "
                                           "the browser tests of the decks and the site are skipped")
@@ -83,7 +88,9 @@ def test_fake_kernel_really_never_goes_idle(never_idle, tmp_path):
         kc.wait_for_ready(timeout=120)
         msg_id = kc.execute("1 + 1")
         reply = kc.get_shell_msg(timeout=60)
-        assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "ok"
+        while reply["parent_header"].get("msg_id") != msg_id:  # a late reply to wait_for_ready's kernel_info
+            reply = kc.get_shell_msg(timeout=60)
+        assert reply["content"]["status"] == "ok"
         states = []
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline:
@@ -129,6 +136,7 @@ def _widget_nb():
     nb = nbformat.v4.new_notebook()
     skip = nbformat.v4.new_code_cell("import matplotlib", metadata={"slideshow": {"slide_type": "skip"}})
     plumbing = nbformat.v4.new_code_cell("plot_it()", metadata={"tags": ["remove-input"]})
+    plumbing.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})]
     gone = nbformat.v4.new_code_cell("secret()", metadata={"tags": ["remove-cell"]})
     widget = nbformat.v4.new_code_cell("w")
     widget.outputs = [
@@ -158,11 +166,89 @@ def test_slides_preprocessing_hides_plumbing_and_replaces_widgets():
     assert "widgets" not in nb.metadata
 
 
+def test_self_check_asserts_are_not_shown_on_slides():
+    src = ("x = f(1)\n# the check\nassert x > 0, (\n    'positive')\nfor k in (1, 2):\n    y = k * x\n    assert y > 0\n"
+           "for k in (1, 2):\n    assert k\nprint(x)")
+    assert slides.without_asserts(src) == "x = f(1)\nfor k in (1, 2):\n    y = k * x\nprint(x)"
+    assert slides.without_asserts("%time x = 1\nassert x == 1") == "%time x = 1"  # IPython syntax: line rule
+    nb = nbformat.v4.new_notebook()
+    mark = {"slideshow": {"slide_type": "subslide"}}
+    only = nbformat.v4.new_code_cell("assert 1 + 1 == 2, 'arithmetic'", metadata=dict(mark))
+    shown = nbformat.v4.new_code_cell("z = 3\n\n\n\nassert z == 3\nz")
+    shown.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "3"}, execution_count=2)]
+    kept = nbformat.v4.new_code_cell("assert add(2, 2) == 4", metadata={"tags": [slides.KEEP_ASSERTS_TAG]})
+    nb.cells = [nbformat.v4.new_markdown_cell("# T"), only, shown, kept]
+    out = slides.prepare_for_slides(nb)
+    sources = [c.source for c in out.cells]
+    assert sources == ["# T", "z = 3\n\nz", "assert add(2, 2) == 4"], sources  # and one blank line at most
+    assert out.cells[1].metadata["slideshow"]["slide_type"] == "subslide"  # the dropped cell's slide mark moved on
+    assert nb.cells[1].source.startswith("assert")  # the notebook itself keeps its checks
+
+
+def test_a_progress_bar_is_not_announced_as_a_widget():
+    """tqdm in a notebook is a widget; the slides and the site drop it instead of saying "try it"."""
+    cell = nbformat.v4.new_code_cell("fit(model, data)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={slides.WIDGET_MIME: {"model_id": "a"},
+                                                     "text/plain": "VAE:   0%|          | 0/30 [00:00<?, ?epoch/s]"}),
+        nbformat.v4.new_output("stream", name="stdout", text="VAE: 30 epochs, 3.1 s\n")]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [cell]
+    for prepared in (slides.prepare_for_slides(nb), site.prepare_for_site(nb)):
+        outputs = prepared.cells[0].outputs
+        assert [o.output_type for o in outputs] == ["stream"], outputs
+    assert not slides.is_progress_bar({"data": {"text/plain": "interactive(children=(FloatSlider(value=0.0"}})
+    assert slides.is_progress_bar({"data": {"text/plain": "HBox(children=(HTML(value=''), FloatProgress(value=0.0"}})
+
+
+def test_a_printed_table_is_shown_as_a_table():
+    text = ("Test NLL (nats):\nmodel        parameters  test NLL   published\nFVSBN             1,234      98.1   97.45 (Gregor)\n"
+            "PixelCNN         12,345      85.0   81.30 (van den Oord)\n")
+    html = slides.printed_table_html(text)
+    assert html.startswith("<pre>Test NLL (nats):</pre><table")
+    assert "<th>test NLL</th>" in html and "<td>81.30 (van den Oord)</td>" in html and html.count("<tr>") == 3
+    words = ("negative log-likelihood\n                         d = 2                     d = 5\n"
+             "N-VAE      179.1 ± 2.4 (paper 135.7)    148.0 ± 1.9 (paper 110.2)\n"
+             "S-VAE      184.8 ± 1.9 (paper 132.5)    158.8 ± 1.8 (paper 108.4)\n")
+    html = slides.printed_table_html(words)  # a cell of several words stays one cell
+    assert html is None or "<td>179.1 ± 2.4 (paper 135.7)</td>" in html, html
+    for not_a_table in ("forward: m = 0.20, s = 1.00\nreverse: m = 1.00, s = 0.30\n",
+                        "tensor([[1, 0, 1],\n        [0, 1, 1],\n        [1, 1, 0]])", "one line 1 2 3"):
+        assert slides.printed_table_html(not_a_table) is None, not_a_table
+    cell = nbformat.v4.new_code_cell("report()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [cell]
+    [out] = slides.prepare_for_slides(nb).cells[0].outputs
+    assert "<table" in out.data["text/html"] and out.data["text/plain"] == text
+
+
+def test_notes_are_in_the_deck_though_folded_in_jupyterlab(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title", metadata={"slideshow": {"slide_type": "slide"}}),
+                nbformat.v4.new_markdown_cell("Ask: why? Expected: because.",
+                                              metadata={"slideshow": {"slide_type": "notes"},
+                                                        "jupyter": {"source_hidden": True}})]
+    html = slides.write_deck(slides.prepare_for_slides(nb), tmp_path / "n.slides.html", "n").read_text()
+    assert '<aside class="notes">' in html and "Ask: why?" in html
+
+
 def test_site_preprocessing_gives_every_figure_alt_text():
     nb = site.prepare_for_site(_widget_nb(), deck_href="../slides/x.slides.html")
     widget = next(c for c in nb.cells if c.source == "w")
-    assert widget.metadata["mystnb"]["image"]["alt"] == "Figure drawn by the code of the section: The plane"
+    assert widget.metadata["mystnb"]["image"]["alt"] == "Figure of the section The plane."  # no alt from the kernel
     assert 'href="../slides/x.slides.html"' in nb.cells[1].source
+
+
+def test_the_kernel_writes_alt_text_from_each_figure(tmp_path):
+    path = _notebook(tmp_path, "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1], [1, 2])\n"
+                     "ax.set_title(r'ELBO of $q(z=1\\mid x)$')\nax.set_xlabel(r'$\\pi$')\nax.set_ylabel('nats')\nplt.show()",
+                     "fig, axs = plt.subplots(1, 2)\naxs[0].imshow([[0, 1]])\naxs[0].set_title('a')\naxs[1].plot([0, 1])\n"
+                     "axs[1].set_title('b')\nfig.suptitle('Two')\nplt.show()")
+    run = slides.execute_notebook(path)
+    assert run.errors == []
+    alts = [o.metadata.get("alt") for c in run.nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
+    assert alts == ["Figure 'ELBO of q(z=1| x)': curve of nats against π.", "Figure 'Two': 2 panels of curve and image (a; b)."]
 
 
 # ------------------------------------------------------------------ in the browser
@@ -211,56 +297,115 @@ def test_deck_works_offline_with_math(lesson, deck_dir, chromium):
 
 @NEEDS_BROWSER
 @pytest.mark.parametrize("lesson", _fit_params())
-def test_every_slide_fits_1280x720(lesson, deck_dir, chromium):
+def test_every_slide_fits_and_reads_at_1280x720_and_1024x768(lesson, deck_dir, chromium):
+    """Each slide fits the screen (16:9 and 4:3), code >= 20 px, text >= 24 px, no assert shown, figures not
+    shrunk below 2/3, and the Right arrow visits every slide and subslide."""
     report = browser.check_deck(chromium, _deck(lesson, deck_dir))
     assert report["failed_slides"] == [], browser.describe_deck(report, lesson)
+    assert report["navigation"] == "linear" and report["linear"], \
+        f"{lesson}: Right visits {report['right_arrow_visits']} of {len(report['slides'])} slides"
+    assert set(report["viewports"]) == {"1280x720", "1024x768"}
+    assert report["viewports"]["1024x768"]["width"] == 1024  # the 4:3 canvas: no blank bands
 
 
 @NEEDS_BROWSER
-def test_site_offline_with_navigation_search_math_alt_text_and_decks(tmp_path_factory, chromium):
+def test_site_introduction_cross_links_downloads_alt_text_search_and_footer(tmp_path_factory, chromium):
     out = tmp_path_factory.mktemp("site")
     index, problems = site.build_site(out, quick=True, log=lambda *a: None, lessons=LESSONS)
     assert problems == []
     html = index.parent
     assert (html / "search.html").exists() and (html / "searchindex.js").exists()
+    assert json.loads((out / "timings.json").read_text())["wall_s"] > 0  # the build times itself
     front = browser.check_page(chromium, index)
-    assert front["remote_requests"] == [] and front["search"]
+    assert front["problems"] == [] and front["search"], front["problems"]
+    text = re.sub(r"<[^>]+>", "", index.read_text())
+    for section in ("Who this course is for", "Prerequisites", "Set-up: two commands", "Lesson map", "make lab", "make test"):
+        assert section in text, f"the front page has no {section!r}"
     for lesson in LESSONS:
         assert f"lessons/{lesson}.html" in front["links"] and f"slides/{lesson}.slides.html" in front["links"]
+        assert f"download/notebooks/{lesson}.ipynb" in front["links"]
         assert (html / "slides" / f"{lesson}.slides.html").exists()
+        downloaded = nbformat.read(html / "download" / "notebooks" / f"{lesson}.ipynb", as_version=4)
+        assert downloaded.cells and not any(c.metadata.get("slideshow", {}).get("slide_type") == "notes"
+                                            for c in downloaded.cells), "notes are for the instructor"
         page = browser.check_page(chromium, html / "lessons" / f"{lesson}.html")
-        assert page["remote_requests"] == [], f"{lesson}: {page['remote_requests'][:3]}"
-        assert page["math"]["rendered"] > 0 and page["math"]["errors"] == [] and page["math"]["raw"] == [], page["math"]
+        assert page["problems"] == [], f"{lesson}: {page['problems']}"  # offline, math, real alt text, code fits
         figures = [i for i in page["images"] if "_images/" in i["src"]]
         assert figures, f"{lesson}: no figure on the page"
-        assert all(i["loaded"] for i in figures), f"{lesson}: figures that do not load"
-        assert all(i["alt"] and not re.search(r"\.png$", i["alt"]) for i in figures), f"{lesson}: figures without alt text"
         assert f"../slides/{lesson}.slides.html" in page["links"]
-    exercises = sorted((html / "exercises").glob("*.html"))
-    assert exercises, "no exercise page"
-    assert browser.check_page(chromium, exercises[0])["remote_requests"] == []
+        assert f"../download/notebooks/{lesson}.ipynb" in page["links"]
+        if (html / "exercises" / f"{lesson}.html").exists():
+            assert f"../exercises/{lesson}.html" in page["links"]
+            exercise = browser.check_page(chromium, html / "exercises" / f"{lesson}.html")
+            assert exercise["problems"] == [], exercise["problems"]
+            assert f"../lessons/{lesson}.html" in exercise["links"]  # and back
+            assert f"../download/exercises/{lesson}.ipynb" in exercise["links"]
+            assert (html / "download" / "exercises" / f"{lesson}.ipynb").exists()
+    snippets = browser.search_snippets(chromium, html / "search.html", "KL")
+    assert snippets, "the search finds nothing"
+    raw = [s["snippet"] for s in snippets if re.search(r"\\[()\[\]a-zA-Z]", s["snippet"])]
+    assert not raw, f"search snippets with raw TeX: {raw[:2]}"
+
+
+def test_site_alt_text_comes_from_the_figure():
+    nb = _widget_nb()
+    nb.cells[-1].outputs[0].metadata = {"alt": "Figure: 2 panels of curves and points and curves (a; b)."}
+    page = site.prepare_for_site(nb, deck_href="../slides/x.slides.html")
+    widget = next(c for c in page.cells if c.source == "w")
+    assert widget.metadata["mystnb"]["image"]["alt"] == "Figure: 2 panels of curves and points (a; b)."
+    assert site._tidy_alt("Figure: bars.", "The plane") == "Figure in the section 'The plane': bars."
 
 
 @NEEDS_BROWSER
-def test_the_browser_check_sees_overflow_remote_requests_and_bad_math(deck_dir, chromium):
-    """The checks above can fail: a deck with a too-tall slide, a remote image and a TeX error."""
+def test_the_browser_check_sees_overflow_small_type_asserts_remote_requests_and_bad_math(deck_dir, chromium):
+    """The checks above can fail: a slide too tall even after splitting (one block), small code, an assert
+    shown, a remote image, a TeX error, and a deck whose Right arrow skips the subslides."""
     nb = nbformat.v4.new_notebook()
     slide = {"slideshow": {"slide_type": "slide"}}
+    sub = {"slideshow": {"slide_type": "subslide"}}
     nb.cells = [nbformat.v4.new_markdown_cell("# Fine\n$a^2 + b^2$", metadata=slide),
-                nbformat.v4.new_markdown_cell("## Too tall\n" + "\n\n".join(f"line {i}" for i in range(40)), metadata=slide),
+                nbformat.v4.new_markdown_cell("## Too tall\n<p>" + "<br>".join(f"line {i}" for i in range(40)) + "</p>",
+                                              metadata=slide),
+                nbformat.v4.new_markdown_cell('## Small\n<pre style="font-size: 13px">x = 1</pre>', metadata=sub),
+                nbformat.v4.new_code_cell("y = 2\nassert y == 2", metadata=sub),
                 nbformat.v4.new_markdown_cell('## Remote\n<img src="https://example.com/x.png" alt="x">', metadata=slide),
                 nbformat.v4.new_markdown_cell(r"## Bad math: $\frac{1}{$", metadata=slide)]
-    report = browser.check_deck(chromium, slides.write_deck(nb, deck_dir / "bad.slides.html", "bad"))
-    assert [s["title"] for s in report["failed_slides"]] == ["Too tall"]
-    assert report["failed_slides"][0]["overflow_px"] > 300
+    deck = slides.write_deck(nb, deck_dir / "bad.slides.html", "bad")  # not prepared: the assert stays
+    report = browser.check_deck(chromium, deck)
+    failed = {(s["viewport"], s["title"][:8]): s["why"] for s in report["failed_slides"]}
+    assert set(failed) == {(v, t) for v in ("1280x720", "1024x768") for t in ("Too tall", "Small", "y = 2 as")}, failed
+    assert "px too tall" in failed["1280x720", "Too tall"][0]
+    assert "code at 13 px" in failed["1280x720", "Small"][0]
+    assert "assert line(s) shown" in failed["1024x768", "y = 2 as"][0]
+    assert report["linear"] and report["right_arrow_visits"] == len(report["slides"]) == 7  # "Too tall" split once
     assert any(u.startswith("https://example.com/") for u in report["remote_requests"])
     assert report["math"]["rendered"] >= 1 and (report["math"]["errors"] or report["math"]["raw"])
+
+    grid = deck.with_name("grid.slides.html")  # the Right arrow of reveal.js's default navigation
+    grid.write_text(deck.read_text().replace('navigationMode: "linear"', 'navigationMode: "default"'))
+    report = browser.check_deck(chromium, grid, viewports=browser.VIEWPORTS[:1])
+    assert not report["linear"] and report["right_arrow_visits"] == 4  # the top-level slides only
+
+
+@NEEDS_BROWSER
+def test_a_slide_too_tall_continues_on_the_next_one(deck_dir, chromium):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## Long\n\n" + "\n\n".join(f"Paragraph {i}." for i in range(30)),
+                                              metadata={"slideshow": {"slide_type": "slide"}}),
+                nbformat.v4.new_markdown_cell("Ask: notes stay.", metadata={"slideshow": {"slide_type": "notes"}})]
+    report = browser.check_deck(chromium, slides.write_deck(nb, deck_dir / "long.slides.html", "long"))
+    assert report["failed_slides"] == [], browser.describe_deck(report)
+    assert len(report["slides"]) >= 2 and report["slides"][1]["title"].startswith("Long (continued)")
+    assert report["linear"]
+    notes = chromium.evaluate("Reveal.slide(0, 0); Reveal.getSlideNotes()")
+    assert "notes stay" in notes
 
 
 @NEEDS_BROWSER
 def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
-    """Live RISE (jupyterlab-rise's /rise/ page of lesson 2): notebooks/rise.css loaded, 22 px body text,
-    the white theme (no Google fonts), math rendered, no request leaving the machine."""
+    """Live RISE (jupyterlab-rise's /rise/ page of lesson 2): notebooks/rise.css loaded, 24 px body text and
+    20 px code that wraps, no "Click to add a cell." bar, the white theme (no Google fonts), math rendered,
+    no request leaving the machine."""
     import secrets
     import shutil
     import signal
@@ -298,13 +443,19 @@ def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
               return p ? JSON.stringify({size: parseFloat(getComputedStyle(p).fontSize),
                 css: Array.from(document.querySelectorAll('link[rel=stylesheet]')).some(l => l.href.endsWith('/notebooks/rise.css')),
                 math: document.querySelectorAll('.reveal mjx-container').length}) : 'null'; })()""")
-            if state != "null" and (lambda s: s["css"] and s["size"] >= 20 and s["math"] > 0)(json.loads(state)):
+            if state != "null" and (lambda s: s["css"] and s["size"] >= 24 and s["math"] > 0)(json.loads(state)):
                 break  # else wait: RISE adds rise.css and MathJax typesets after the first paint
             time.sleep(1)
         state = json.loads(state)
         assert state and state["css"], "RISE did not load notebooks/rise.css"
-        assert state["size"] >= 20, f"body text is {state['size']} px on the slides"
+        assert state["size"] >= 24, f"body text is {state['size']} px on the slides"
         assert state["math"] > 0
+        look = json.loads(chromium.evaluate("""JSON.stringify({
+            footer: Array.from(document.querySelectorAll('.jp-Notebook-footer')).filter(e => e.offsetParent !== null).length,
+            code: Array.from(document.querySelectorAll('.reveal .cm-content')).map(e => [parseFloat(getComputedStyle(e).fontSize),
+                  getComputedStyle(e).whiteSpace])})"""))
+        assert look["footer"] == 0, "the 'Click to add a cell.' bar is on the slides"
+        assert look["code"] and all(size >= 20 and space == "pre-wrap" for size, space in look["code"]), look["code"][:3]
         remote = [u for u in chromium.requests if not u.startswith(browser.LOCAL_SCHEMES + (f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"))]
         assert remote == [], remote[:3]
     finally:

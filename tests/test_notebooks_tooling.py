@@ -81,13 +81,14 @@ def test_check_reports_edited_source_outputs_and_orphans(course):
     assert nbformat.read(target, as_version=4).cells[-1].source == "y = 2"
     assert sync(root=course, check=True) == []
 
-    # Outputs in a generated notebook are reported and cleared by a build.
+    # Outputs in the working copy are the user's: not drift, kept by a build, cleared on request.
     nb = nbformat.read(target, as_version=4)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
     nb.cells[1].execution_count = 1
     nbformat.write(nb, target)
-    assert ["carries outputs" in p.reason for p in sync(root=course, check=True)] == [True]
-    sync(root=course)
+    assert sync(root=course, check=True) == [] and sync(root=course) == []
+    assert notebooks.carries_outputs(target)
+    assert ["outputs cleared" in p.reason for p in sync(root=course, clear=True)] == [True]
     assert not notebooks.carries_outputs(target)
 
     # An .ipynb without a .py source cannot be fixed by the build.
@@ -195,3 +196,110 @@ def test_top_level_holds_what_the_lessons_import():
     assert not {"grading", "notebooks", "exercises", "sandbox", "slides", "site", "pretrain"} & top
     unused = sorted(m for m in top if m not in names)
     assert not unused, f"top-level modules no lesson or library module imports (move them to course_lib.tooling?): {unused}"
+
+
+def _save_as_jupyterlab(path: Path, run: bool = True, unfold_notes: bool = False) -> None:
+    """What JupyterLab 4 writes when a user opens the notebook, runs every cell and saves:
+    kernel metadata, outputs, execution counts, widget state, view state (and nbformat 4.5)."""
+    data = json.loads(path.read_text())
+    data["metadata"]["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    data["metadata"]["language_info"] = {
+        "codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py", "mimetype": "text/x-python",
+        "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3", "version": "3.11.2"}
+    data["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2,
+                                                                                  "version_minor": 0}}
+    count = 0
+    for cell in data["cells"]:
+        if cell["cell_type"] == "code" and run:
+            count += 1
+            cell["execution_count"] = count
+            cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": [f"ran {count}\n"]},
+                               {"data": {"text/plain": ["42"]}, "execution_count": count, "metadata": {},
+                                "output_type": "execute_result"}]
+            cell["metadata"]["scrolled"] = True
+            cell["metadata"]["execution"] = {"iopub.execute_input": "2026-12-06T20:00:00.000Z"}
+        if unfold_notes and cell["metadata"].get("slideshow", {}).get("slide_type") == "notes":
+            cell["metadata"]["jupyter"] = {"source_hidden": False}
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def _notes_course(course: Path) -> Path:
+    src = course / "notebooks" / "01_intro.py"
+    src.write_text(src.read_text() + '\n# %% [markdown] slideshow={"slide_type": "notes"}\n# Ask: why? Expected: because.\n')
+    return src
+
+
+def test_saving_in_jupyterlab_keeps_the_checks_green_and_build_keeps_the_outputs(course):
+    """Editing safety, tested as a user does it: build, open + Run All + save (JupyterLab's JSON), check, build."""
+    _notes_course(course)
+    assert main(["build", "--root", str(course)]) == 0
+    target = course / "notebooks" / "01_intro.ipynb"
+    _save_as_jupyterlab(target)
+    saved = target.read_text()
+    assert sync(root=course, check=True) == []  # the drift check compares sources, not outputs/kernel metadata
+    assert main(["build", "--check", "--root", str(course)]) == 0
+    assert sync(root=course) == [] and target.read_text() == saved  # the build leaves the saved outputs alone
+
+    # A source edit rewrites the notebook: the outputs of the cells whose code did not change stay (RISE needs them).
+    src = course / "notebooks" / "01_intro.py"
+    src.write_text(src.read_text().replace("# # Intro", "# # Introduction"))
+    [stale] = sync(root=course, check=True)
+    assert "out of date" in stale.reason
+    [wrote] = sync(root=course)
+    assert "outputs of unchanged cells kept" in wrote.reason
+    nb = nbformat.read(target, as_version=4)
+    assert nb.cells[0].source == "# Introduction"
+    assert nb.cells[1].outputs[0].text == "ran 1\n" and nb.cells[1].execution_count == 1
+    assert sync(root=course, check=True) == []
+    src.write_text(src.read_text().replace("assert x == 1", "assert x == 1, x"))
+    sync(root=course)
+    assert nbformat.read(target, as_version=4).cells[1].outputs == []  # changed code: its old output is gone
+    assert main(["build", "--clear-outputs", "--root", str(course)]) == 0
+    assert not notebooks.carries_outputs(target) and sync(root=course, check=True) == []
+
+    # Unfolding the notes (and saving) is a change the build undoes, keeping the outputs.
+    _save_as_jupyterlab(target, unfold_notes=True)
+    [unfolded] = sync(root=course, check=True)
+    assert "out of date" in unfolded.reason
+    sync(root=course)
+    nb = nbformat.read(target, as_version=4)
+    assert nb.cells[-1].metadata["jupyter"] == {"source_hidden": True} and nb.cells[1].outputs
+
+
+def test_outputs_staged_in_git_are_reported(course):
+    """Outputs may live in the working copy (RISE), but a commit must not carry them."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git not installed")
+    sync(root=course)
+    run = lambda *a: subprocess.run([git, *a], cwd=course, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    run("add", "notebooks/01_intro.ipynb")
+    target = course / "notebooks" / "01_intro.ipynb"
+    _save_as_jupyterlab(target)
+    assert sync(root=course, check=True) == []  # saved, not staged: fine
+    run("add", "notebooks/01_intro.ipynb")
+    [staged] = sync(root=course, check=True)
+    assert "staged for commit" in staged.reason and "--clear-outputs" in staged.reason
+    sync(root=course, clear=True)
+    run("add", "notebooks/01_intro.ipynb")
+    assert sync(root=course, check=True) == []
+
+
+def test_instructor_notes_are_folded_for_students_and_stripped_by_release(course, tmp_path_factory):
+    _notes_course(course)
+    assert main(["build", "--root", str(course)]) == 0
+    nb = nbformat.read(course / "notebooks" / "01_intro.ipynb", as_version=4)
+    [notes] = [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") == "notes"]
+    assert notes.metadata["jupyter"] == {"source_hidden": True}  # folded in JupyterLab
+    assert all("jupyter" not in c.metadata for c in nb.cells if c is not notes)
+
+    from course_lib.tooling.release import release
+
+    out = tmp_path_factory.mktemp("release") / "course"
+    release(out, root=course)
+    for name in ("01_intro.py", "01_intro.ipynb"):
+        text = (out / "notebooks" / name).read_text()
+        assert "Ask: why?" not in text and "notes" not in text, name
+        assert "Intro" in text
+    assert main(["notebooks", "--check", "--root", str(out)]) == 0  # the release's sources and notebooks agree

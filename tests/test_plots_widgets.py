@@ -65,5 +65,8 @@ def test_decode_point_and_widgets_without_a_frontend():
     assert names == ["z1", "z2"]
     explorer.children[0].value = 1.5  # moving a slider re-renders without error
     sl = widgets.latent_sliders(lambda z: torch.sigmoid(z[:, :16]).reshape(len(z), 1, 4, 4), latent_dim=20)
-    assert len([c for c in sl.children if hasattr(c, "min")]) == 10  # capped at 10 sliders
+    grid, out = sl.children
+    assert [c.description for c in grid.children] == [f"z{i}" for i in range(1, 21)]  # every dimension, beside the image
+    assert grid.layout.grid_template_columns.startswith("repeat(2,")
+    sl.controls["z20"].value = 1.0  # the last dimension re-renders without error
     plt.close("all")

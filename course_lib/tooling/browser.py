@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import os
 import shutil
 import signal
@@ -20,7 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["find_chromium", "Browser", "check_deck", "check_page", "LOCAL_SCHEMES"]
+__all__ = ["find_chromium", "Browser", "check_deck", "check_page", "slide_problems", "press_through",
+           "screenshot_slides", "deck_summary", "search_snippets", "LOCAL_SCHEMES", "VIEWPORTS"]
 
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:", "chrome-error:")
 WIDTH, HEIGHT = 1280, 720
@@ -48,13 +50,23 @@ async function courseMath(root) {
 }
 """
 
+# Thresholds of the deck check, in the canvas's CSS px (1280 x 720, or 1024 x 768 on a 4:3 screen,
+# where the canvas is drawn at scale ~1): type that reads from the back of a room.
+MIN_CODE_PX = 20     # code and printed results
+MIN_BODY_PX = 24     # Markdown text (paragraphs, list items, table cells)
+MIN_FIGURE_SCALE = 0.66  # a figure drawn smaller than this fraction of its natural size has labels under 12 px
+VIEWPORTS = ((1280, 720), (1024, 768))
+
 _DECK_JS = _MATH_JS + r"""
 (async () => {
+  if (window.courseReady) await window.courseReady;  // the deck's own layout (continued slides) is done
   const math = await courseMath(document.querySelector('.reveal .slides'));
   const cfg = Reveal.getConfig();
   const slides = [];
   const tops = Reveal.getHorizontalSlides();
   const tick = () => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+  const visible = e => e.offsetParent !== null && e.getClientRects().length > 0 && e.textContent.trim() !== '';
+  const px = e => parseFloat(getComputedStyle(e).fontSize);
   for (let h = 0; h < tops.length; h++) {
     const leaves = tops[h].classList.contains('stack') ? Array.from(tops[h].querySelectorAll(':scope > section')) : [tops[h]];
     for (let v = 0; v < leaves.length; v++) {
@@ -75,11 +87,25 @@ _DECK_JS = _MATH_JS + r"""
       s.querySelectorAll('img, svg, mjx-container, table').forEach(e => {
         if (e.offsetParent !== null && e.getBoundingClientRect().right > right) wide.push(e.tagName.toLowerCase());
       });
+      const code = Array.from(s.querySelectorAll('.jp-InputArea pre, .jp-OutputArea-output pre, .jp-OutputArea-output td')).filter(visible);
+      const body = Array.from(s.querySelectorAll('.jp-MarkdownOutput p, .jp-MarkdownOutput li, .jp-MarkdownOutput td, .jp-MarkdownOutput th, .course-widget-note')).filter(visible);
+      const codeLines = Array.from(s.querySelectorAll('.jp-InputArea pre')).filter(visible)
+          .flatMap(p => p.textContent.replace(/\n+$/, '').split('\n'));
+      const figures = Array.from(s.querySelectorAll('.jp-OutputArea-output img')).filter(i => i.offsetParent !== null && i.naturalWidth > 0);
       slides.push({index: slides.length + 1, h: h, v: v, title: title,
-                   overflow_px: Math.max(0, s.scrollHeight - s.clientHeight), clipped: clipped, too_wide: wide});
+                   overflow_px: Math.max(0, s.scrollHeight - s.clientHeight), clipped: clipped, too_wide: wide,
+                   code_px: code.length ? Math.min(...code.map(px)) : null,
+                   body_px: body.length ? Math.min(...body.map(px)) : null,
+                   code_lines: codeLines.length,
+                   asserts: codeLines.filter(l => /^\s*assert\b/.test(l)).map(l => l.trim().slice(0, 80)),
+                   figure_scale: figures.length ? Math.min(...figures.map(i => i.getBoundingClientRect().width / Reveal.getScale() / i.naturalWidth)) : null,
+                   figures: figures.length});
     }
   }
-  return JSON.stringify({kind: 'deck', width: cfg.width, height: cfg.height, math: math, slides: slides});
+  Reveal.slide(0, 0);
+  await tick();
+  return JSON.stringify({kind: 'deck', width: cfg.width, height: cfg.height, scale: Reveal.getScale(),
+                         navigation: cfg.navigationMode, total: Reveal.getTotalSlides(), math: math, slides: slides});
 })()
 """
 
@@ -90,10 +116,38 @@ _PAGE_JS = _MATH_JS + r"""
   const images = Array.from(document.querySelectorAll('img')).map(i => ({src: i.getAttribute('src') || '',
       alt: (i.getAttribute('alt') || '').trim(), loaded: i.complete && i.naturalWidth > 0}));
   const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'));
-  return JSON.stringify({kind: 'page', title: document.title, math: math, images: images, links: links,
+  const cut = [];
+  document.querySelectorAll('pre, table').forEach(p => {
+    if (p.offsetParent === null) return;
+    const style = getComputedStyle(p);
+    const scrolls = ['auto', 'scroll'].includes(style.overflowX) ||
+        (p.parentElement && ['auto', 'scroll'].includes(getComputedStyle(p.parentElement).overflowX));
+    if (p.scrollWidth > p.clientWidth + 1 && !scrolls) cut.push(p.textContent.trim().slice(0, 80));
+    if (p.getBoundingClientRect().right > window.innerWidth + 1 && !scrolls) cut.push('[past the window] ' + p.textContent.trim().slice(0, 60));
+  });
+  const footer = document.querySelector('footer, .footer');
+  return JSON.stringify({kind: 'page', title: document.title, math: math, images: images, links: links, cut: cut,
+                         page_wider_than_window: document.documentElement.scrollWidth > window.innerWidth + 1,
+                         footer: footer ? footer.textContent.replace(/\s+/g, ' ').trim() : '',
                          search: !!document.querySelector('form[action*="search"], input[type=search], #searchbox, .sidebar-search')});
 })()
 """
+
+_SEARCH_JS = r"""
+(async () => {
+  for (let i = 0; i < 100; i++) {
+    const items = document.querySelectorAll('#search-results li, ul.search li');
+    const status = document.querySelector('#search-results p.search-summary, .search-summary');
+    if (items.length && Array.from(items).every(li => li.querySelector('p.context')) || (status && /did not match|found 0/i.test(status.textContent))) break;
+    await new Promise(r => setTimeout(r, 200));
+  }
+  return JSON.stringify(Array.from(document.querySelectorAll('#search-results li, ul.search li')).map(li => ({
+      href: (li.querySelector('a') || {}).getAttribute ? li.querySelector('a').getAttribute('href') : '',
+      snippet: (li.querySelector('p.context') || {textContent: ''}).textContent})));
+})()
+"""
+
+BOILERPLATE_ALT = re.compile(r"^(figure drawn by the code|no description has been provided|figure of the section|image)", re.I)
 
 
 def find_chromium() -> str | None:
@@ -210,6 +264,10 @@ class Browser:
             raise RuntimeError(f"the page's script failed: {details.get('exception', {}).get('description') or details.get('text')}")
         return result["result"].get("value")
 
+    def set_viewport(self, width: int, height: int):
+        """Emulate a screen of ``width`` x ``height`` CSS px (the page's resize handlers run)."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
     def screenshot(self, path: str | Path):
         data = self.call("Page.captureScreenshot", format="png")["data"]
         Path(path).write_bytes(base64.b64decode(data))
@@ -222,43 +280,143 @@ def _url(path: str | Path) -> str:
     return Path(path).resolve().as_uri()
 
 
-def check_deck(browser: Browser, deck: str | Path, screenshots: str | Path | None = None) -> dict:
-    """Open a deck and measure every slide: overflow (px beyond the 720 px slide), clipped code lines,
-    elements wider than the slide, math (rendered, errors, raw TeX) and the requests that left the machine."""
-    browser.open(_url(deck))
-    report = json.loads(browser.evaluate(_DECK_JS))
-    report["remote_requests"] = browser.remote_requests()
-    report["failed_slides"] = [s for s in report["slides"] if s["overflow_px"] > 0 or s["clipped"] or s["too_wide"]]
-    if screenshots is not None:
-        Path(screenshots).mkdir(parents=True, exist_ok=True)
-        for s in report["failed_slides"]:
-            browser.evaluate(f"Reveal.slide({s['h']}, {s['v']}); 1")
-            time.sleep(0.1)
-            browser.screenshot(Path(screenshots) / f"{Path(deck).name.split('.')[0]}_slide{s['index']:02d}.png")
+def slide_problems(s: dict) -> list[str]:
+    """Why a slide (one entry of a deck report) fails the check; empty when it passes."""
+    why = []
+    if s["overflow_px"]:
+        why.append(f"{s['overflow_px']} px too tall")
+    if s["clipped"]:
+        why.append(f"{len(s['clipped'])} clipped block(s), e.g. {s['clipped'][0]!r}")
+    if s["too_wide"]:
+        why.append("too wide: " + ", ".join(sorted(set(s["too_wide"]))))
+    if s.get("code_px") is not None and s["code_px"] < MIN_CODE_PX - 0.01:
+        why.append(f"code at {s['code_px']:g} px (< {MIN_CODE_PX})")
+    if s.get("body_px") is not None and s["body_px"] < MIN_BODY_PX - 0.01:
+        why.append(f"text at {s['body_px']:g} px (< {MIN_BODY_PX})")
+    if s.get("asserts"):
+        why.append(f"{len(s['asserts'])} assert line(s) shown, e.g. {s['asserts'][0]!r}")
+    if s.get("figure_scale") is not None and s["figure_scale"] < MIN_FIGURE_SCALE:
+        why.append(f"a figure drawn at {s['figure_scale']:.2f} of its size (labels under 12 px)")
+    return why
+
+
+def press_through(browser: Browser, total: int, key: str = "ArrowRight", code: int = 39) -> list[list[int]]:
+    """From the first slide, press ``key`` (real key events) until the last slide (fragments take a press
+    each; at most 3 x ``total`` presses); the (h, v) of each slide reached, in order."""
+    browser.evaluate("Reveal.slide(0, 0); document.body.focus(); 1")
+    seen = [browser.evaluate("JSON.stringify(Reveal.getIndices())")]
+    for _ in range(3 * total):
+        if browser.evaluate("Reveal.isLastSlide() && !Reveal.availableFragments().next"):
+            break
+        for kind in ("keyDown", "keyUp"):
+            browser.call("Input.dispatchKeyEvent", type=kind, key=key, code=key if key != " " else "Space",
+                         windowsVirtualKeyCode=code, nativeVirtualKeyCode=code)
+        seen.append(browser.evaluate("JSON.stringify(Reveal.getIndices())"))
+    visited = []
+    for item in seen:
+        ix = json.loads(item)
+        pos = [ix["h"], ix.get("v") or 0]
+        if pos not in visited:
+            visited.append(pos)
+    return visited
+
+
+def check_deck(browser: Browser, deck: str | Path, screenshots: str | Path | None = None,
+               viewports=VIEWPORTS) -> dict:
+    """Open a deck at each viewport (1280 x 720 and 1024 x 768) and measure every slide: overflow (px
+    beyond the slide), clipped code lines, elements wider than the slide, type sizes (code, body text),
+    asserts shown, figures drawn too small; math (rendered, errors, raw TeX), the requests that left
+    the machine, and whether the Right arrow visits every slide and subslide (at the first viewport).
+
+    The report is that of the first viewport, with ``failed_slides`` from every viewport (each with
+    its ``viewport`` and ``why``) and ``viewports`` holding each viewport's report.
+    """
+    report, failed, per = None, [], {}
+    for width, height in viewports:
+        browser.set_viewport(width, height)
+        browser.open(_url(deck))
+        one = json.loads(browser.evaluate(_DECK_JS))
+        one["remote_requests"] = browser.remote_requests()
+        label = f"{width}x{height}"
+        per[label] = one
+        for s in one["slides"]:
+            why = slide_problems(s)
+            if why:
+                failed.append({**s, "viewport": label, "why": why})
+        if report is None:
+            report = one
+            visited = press_through(browser, one["total"])
+            report["right_arrow_visits"] = len(visited)
+            if screenshots is not None:
+                Path(screenshots).mkdir(parents=True, exist_ok=True)
+        if screenshots is not None:
+            for s in [f for f in failed if f["viewport"] == label]:
+                browser.evaluate(f"Reveal.slide({s['h']}, {s['v']}); 1")
+                time.sleep(0.2)
+                browser.screenshot(Path(screenshots) / f"{Path(deck).name.split('.')[0]}_{label}_slide{s['index']:02d}.png")
+    browser.set_viewport(*viewports[0])
+    report["failed_slides"] = failed
+    report["viewports"] = per
+    report["linear"] = report["right_arrow_visits"] == len(report["slides"])
     return report
 
 
-def check_page(browser: Browser, page: str | Path) -> dict:
-    """Open a site page: math, images (with alt text, loaded), links, search box, remote requests."""
+def screenshot_slides(browser: Browser, deck: str | Path, out: str | Path, which=(), viewport=VIEWPORTS[0]) -> list[Path]:
+    """PNG screenshots of the slides numbered in ``which`` (1-based, as the deck counts them; all when empty)."""
+    browser.set_viewport(*viewport)
+    browser.open(_url(deck))
+    browser.evaluate("MathJax && MathJax.startup ? MathJax.startup.promise.then(() => 1) : 1")
+    pairs = json.loads(browser.evaluate("JSON.stringify(Reveal.getSlides().map(s => Reveal.getIndices(s)))"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    for n, ix in enumerate(pairs, 1):
+        if which and n not in which:
+            continue
+        browser.evaluate(f"Reveal.slide({ix['h']}, {ix.get('v') or 0}); 1")
+        time.sleep(0.3)
+        path = out / f"{Path(deck).name.split('.')[0]}_{viewport[0]}x{viewport[1]}_slide{n:02d}.png"
+        browser.screenshot(path)
+        shots.append(path)
+    return shots
+
+
+def check_page(browser: Browser, page: str | Path, viewport=VIEWPORTS[0]) -> dict:
+    """Open a site page: math, images (alt text, loaded), links, code cut at the right edge (neither
+    fitting nor scrolling), the footer, the search box, remote requests. ``problems`` lists what fails."""
+    browser.set_viewport(*viewport)
     browser.open(_url(page))
     report = json.loads(browser.evaluate(_PAGE_JS))
     report["remote_requests"] = browser.remote_requests()
+    problems = [f"remote request: {u}" for u in report["remote_requests"][:3]]
+    problems += [f"math error: {e}" for e in report["math"]["errors"][:3]] + [f"raw TeX: {r}" for r in report["math"]["raw"][:3]]
+    figures = [i for i in report["images"] if "_images/" in i["src"]]
+    problems += [f"figure without a real alt text: {i['src']} ({i['alt']!r})" for i in figures
+                 if not i["alt"] or BOILERPLATE_ALT.match(i["alt"]) or i["alt"].endswith(".png")]
+    problems += [f"figure not loaded: {i['src']}" for i in figures if not i["loaded"]]
+    problems += [f"code cut at the right edge: {c!r}" for c in report["cut"][:3]]
+    if report["page_wider_than_window"]:
+        problems.append("the page is wider than the window")
+    if not re.search(r"©\s*\d{4},?\s+\w", report["footer"]):
+        problems.append(f"footer without a name: {report['footer'][:80]!r}")
+    report["problems"] = problems
+    browser.set_viewport(*VIEWPORTS[0])
     return report
 
 
+def search_snippets(browser: Browser, search_page: str | Path, query: str) -> list[dict]:
+    """Search the site for ``query`` (its search page, as a reader does) and return the results' snippets."""
+    browser.open(_url(search_page) + "?q=" + urllib.request.quote(query), settle=0.5)
+    return json.loads(browser.evaluate(_SEARCH_JS))
+
+
 def describe_deck(report: dict, name: str = "") -> str:
-    lines = [f"{name}: {len(report['slides'])} slides, {len(report['failed_slides'])} do not fit; "
+    lines = [f"{name}: {len(report['slides'])} slides, {len({(s['h'], s['v']) for s in report['failed_slides']})} fail "
+             f"the check; Right arrow visits {report.get('right_arrow_visits', '?')}; "
              f"math: {report['math']['rendered']} rendered, {len(report['math']['errors'])} errors, "
              f"{len(report['math']['raw'])} raw; {len(report['remote_requests'])} remote requests"]
     for s in report["failed_slides"]:
-        why = []
-        if s["overflow_px"]:
-            why.append(f"{s['overflow_px']} px too tall")
-        if s["clipped"]:
-            why.append(f"{len(s['clipped'])} clipped block(s), e.g. {s['clipped'][0]!r}")
-        if s["too_wide"]:
-            why.append("too wide: " + ", ".join(sorted(set(s["too_wide"]))))
-        lines.append(f"  slide {s['index']} ({s['title']!r}): " + "; ".join(why))
+        lines.append(f"  {s.get('viewport', '')} slide {s['index']} ({s['title']!r}): " + "; ".join(s.get("why") or slide_problems(s)))
     for raw in report["math"]["raw"][:5]:
         lines.append(f"  raw TeX: {raw!r}")
     for err in report["math"]["errors"][:5]:
@@ -266,6 +424,15 @@ def describe_deck(report: dict, name: str = "") -> str:
     for url in report["remote_requests"][:5]:
         lines.append(f"  remote request: {url}")
     return "\n".join(lines)
+
+
+def deck_summary(report: dict) -> dict:
+    """Counts over a deck at its first viewport: slides, code lines, slides with >= 8 code lines and no figure."""
+    slides = report["slides"]
+    return {"slides": len(slides), "code_lines": sum(s["code_lines"] for s in slides),
+            "code_heavy_slides": sum(1 for s in slides if s["code_lines"] >= 8 and not s["figures"]),
+            "min_code_px": min((s["code_px"] for s in slides if s["code_px"] is not None), default=None),
+            "min_body_px": min((s["body_px"] for s in slides if s["body_px"] is not None), default=None)}
 
 
 def main(argv=None) -> int:
@@ -282,7 +449,7 @@ def main(argv=None) -> int:
             report = check_deck(browser, deck, args.screenshots)
             print(json.dumps(report, indent=1) if args.json else describe_deck(report, Path(deck).name))
             bad += bool(report["failed_slides"] or report["remote_requests"] or report["math"]["errors"]
-                        or report["math"]["raw"])
+                        or report["math"]["raw"] or not report["linear"])
     return 1 if bad else 0
 
 

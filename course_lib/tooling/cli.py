@@ -1,6 +1,6 @@
 """Command line: ``python -m course_lib {build,notebooks,exercises,grade,bench} ...``.
 
-    build [--check]        regenerate notebooks/*.ipynb, solutions/*.ipynb and exercises/
+    build [--check]        regenerate notebooks/*.ipynb, solutions/*.ipynb and exercises/ (--clear-outputs)
     notebooks [--check]    only the .ipynb beside each py:percent source
     exercises [--check]    only exercises/ from solutions/
     grade SUB.ipynb|DIR ... grade submissions (--csv FILE, --jobs N, --exercise STEM, ...; see --help)
@@ -58,7 +58,8 @@ def _root(args) -> Path:
 def _sync(args):
     from . import notebooks
 
-    return notebooks.sync(check=args.check, root=_root(args), force=getattr(args, "force", False))
+    return notebooks.sync(check=args.check, root=_root(args), force=getattr(args, "force", False),
+                          clear=getattr(args, "clear_outputs", False))
 
 
 def _generate(args):
@@ -148,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--force", action="store_true", help="overwrite an .ipynb even if it was edited after its .py"
             )
+            p.add_argument("--clear-outputs", action="store_true",
+                           help="clear the outputs a JupyterLab save left in the lessons (kept otherwise)")
         return p
 
     with_check(sub.add_parser("build", help="regenerate every .ipynb and exercises/")).set_defaults(func=_build)

@@ -3,16 +3,22 @@
 The course repository carries ``solutions/`` (the complete exercise notebooks and their
 hidden tests). A student release holds the lessons, the exercise notebooks, ``course_lib``,
 the tests that need no solutions, and the set-up files, so that ``make lab`` and ``make test``
-work in it; it is checked to hold no solution block and no hidden test.
+work in it; it is checked to hold no solution block and no hidden test. The instructor's
+notes (cells with ``slide_type: notes``: "Ask: ... Expected: ...") are stripped from the
+lessons' sources and notebooks.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
-from .exercises import BEGIN_HIDDEN, BEGIN_SOLUTION
+import nbformat
 
-__all__ = ["release", "RELEASED", "WITHHELD_TESTS"]
+from .exercises import BEGIN_HIDDEN, BEGIN_SOLUTION
+from .notebooks import build_notebook, is_notes, is_percent_source, write_notebook
+
+__all__ = ["release", "strip_notes", "RELEASED", "WITHHELD_TESTS"]
 
 RELEASED = ("notebooks", "exercises", "course_lib", "tests", "README.md", "CONTRIBUTING.md", "requirements.txt",
             "pyproject.toml", "Makefile", "conftest.py", ".gitignore")
@@ -24,6 +30,39 @@ This folder is the course without `solutions/`: lessons in `notebooks/`, exercis
 Set up and run exactly as the README says (`make lab`, `make test`). Each exercise has a self-check
 cell; your instructor grades the notebooks you hand in with the hidden tests.
 """
+
+
+_MARKER = re.compile(r"^# %%( |$)")
+_NOTES_MARKER = re.compile(r'"slide_type"\s*:\s*"notes"')
+
+
+def strip_notes(folder: Path) -> int:
+    """Drop the instructor-notes cells from the py:percent sources and notebooks in ``folder``;
+    each ``.ipynb`` with a source is rebuilt from the stripped source. Returns the cells dropped."""
+    dropped = 0
+    for py in sorted(folder.glob("*.py")):
+        if not is_percent_source(py):
+            continue
+        kept, skipping = [], False
+        for line in py.read_text(encoding="utf-8").splitlines(keepends=True):
+            if _MARKER.match(line):
+                skipping = bool(_NOTES_MARKER.search(line))
+                dropped += skipping
+            if not skipping:
+                kept.append(line)
+        py.write_text("".join(kept), encoding="utf-8")
+        if py.with_suffix(".ipynb").exists():
+            write_notebook(build_notebook(py), py.with_suffix(".ipynb"))
+    for ipynb in sorted(folder.glob("*.ipynb")):
+        if ipynb.with_suffix(".py").exists():
+            continue
+        nb = nbformat.read(str(ipynb), as_version=4)
+        before = len(nb.cells)
+        nb.cells = [c for c in nb.cells if not is_notes(c)]
+        if len(nb.cells) != before:
+            dropped += before - len(nb.cells)
+            nbformat.write(nb, str(ipynb))
+    return dropped
 
 
 def release(folder: str | Path, root: str | Path, force: bool = False) -> int:
@@ -40,6 +79,9 @@ def release(folder: str | Path, root: str | Path, force: bool = False) -> int:
             shutil.copytree(src, folder / name, ignore=_SKIP, dirs_exist_ok=True)
         elif src.is_file():
             shutil.copy2(src, folder / name)
+    for sub in ("notebooks", "exercises"):
+        if (folder / sub).is_dir():
+            strip_notes(folder / sub)
     (folder / "RELEASE.md").write_text(NOTE, encoding="utf-8")
     files = [p for p in folder.rglob("*") if p.is_file()]
     leaks = []
