@@ -320,6 +320,15 @@ def test_a_solution_that_breaks_its_own_rule_is_refused(tmp_path):
     (tmp_path / "solutions" / "02_forbid.py").write_text(cheat)
     with pytest.raises(RuntimeError, match="without calling course_lib.losses.gaussian_kl"):
         grading.reference_run(tmp_path / "solutions", "02_forbid")
-    (tmp_path / "solutions" / "02_forbid.py").write_text(text.replace("import torch\n", "import torch\nfrom course_lib.losses import gaussian_kl\n", 1))
+    # an import in the answer's cell is refused without running it ...
+    (tmp_path / "solutions" / "02_forbid.py").write_text(
+        text.replace(body, "    from course_lib.losses import gaussian_kl\n" + body, 1))
     with pytest.raises(RuntimeError, match="uses course_lib.losses.gaussian_kl"):
         grading.reference_run(tmp_path / "solutions", "02_forbid")
+    # ... while the course's own cells (set-up, self-check) may use it as a reference
+    check = "assert torch.allclose(kl(_m, _lv), 0.5"
+    assert check in text
+    (tmp_path / "solutions" / "02_forbid.py").write_text(text.replace(
+        check, "from course_lib.losses import gaussian_kl\nassert torch.allclose(kl(_m, _lv), gaussian_kl(_m, _lv))\n" + check, 1))
+    ref = grading.reference_run(tmp_path / "solutions", "02_forbid")
+    assert [r["name"] for r in ref.records["kl"]] == ["kl(mu, logvar)"]

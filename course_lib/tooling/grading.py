@@ -460,6 +460,15 @@ class Reference:
     forbidden: dict | None = None  # exercise -> forbidden dotted names
 
 
+def _student_sources(nb, grade_cells: set, solution) -> list[str]:
+    """The code the forbidden-call rule judges: every code cell but the grade cells and the cells the
+    course itself wrote unchanged (set-up, self-checks: they may call what an answer must not)."""
+    course = {c.source.strip() for c in solution.cells
+              if c.cell_type == "code" and "### BEGIN SOLUTION" not in c.source}
+    return [c.source for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and i not in grade_cells and c.source.strip() not in course]
+
+
 def _forbidden_of(cell) -> list[str]:
     grade = cell.get("metadata", {}).get("grade")
     names = grade.get("forbidden", []) if isinstance(grade, dict) else []
@@ -481,7 +490,7 @@ def reference_run(solutions_dir: str | Path, stem: str, timeout: float = DEFAULT
     where = _where(nb, tests)
     forbidden = {name: _forbidden_of(cell) for name, (cell, _) in tests.items()}
     grade_cells = {i for i, _ in where.values()}
-    sources = [c.source for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in grade_cells]
+    sources = _student_sources(nb, grade_cells, solution)
     for name, names in forbidden.items():
         hits = forbid.static_uses(sources, names) if names else []
         if hits:
@@ -738,8 +747,7 @@ class Grader:
         return results
 
     def _static_uses(self, nb, where: dict, ref: Reference) -> dict:
-        grade_cells = {i for i, _ in where.values()}
-        sources = [c.source for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in grade_cells]
+        sources = _student_sources(nb, {i for i, _ in where.values()}, ref.solution)
         return {ex: forbid.static_uses(sources, names) for ex, names in (ref.forbidden or {}).items() if names}
 
     def _points_if_known(self, path: Path, exercise: str | None) -> dict | None:
