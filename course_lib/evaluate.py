@@ -122,6 +122,8 @@ def log_weights(model, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 
         raise ValueError(f"k must be a positive number of samples, got {k}.")
     n = len(x)
     q = model.encode(x, y) if q is None else q
+    # a prior that depends on the condition (CVAE with class_prior=True): p(z | y), batch shape (batch,)
+    prior = model.conditional_prior(y) if hasattr(model, "conditional_prior") and y is not None else model.prior
     if tuple(q.batch_shape) != (n,):
         raise ValueError(f"the proposal q has batch shape {tuple(q.batch_shape)}, expected ({n},): one "
                          "distribution per example of x.")
@@ -134,7 +136,7 @@ def log_weights(model, x: torch.Tensor, y: torch.Tensor | None = None, k: int = 
         c = min(chunk_size, k - done)
         z = q.sample((c,))                                   # (c, batch, d)
         log_qz = q.log_prob(z)                               # (c, batch)
-        log_pz = model.prior.log_prob(z)                     # (c, batch)
+        log_pz = prior.log_prob(z)                           # (c, batch)
         z_flat = z.reshape(c * n, *z.shape[2:])
         x_rep = x.unsqueeze(0).expand(c, *x.shape).reshape(c * n, *x.shape[1:])
         y_rep = None if y is None else y.unsqueeze(0).expand(c, *y.shape).reshape(c * n, *y.shape[1:])
