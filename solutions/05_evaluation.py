@@ -135,6 +135,16 @@ assert abs(float(_mu[0]) - 3.0) < 0.15, \
 assert abs(float(_lv[0]) - math.log(0.25)) < 0.3, \
     (f"the best log-variance is log 0.25 = {math.log(0.25):.3f}, got {float(_lv[0]):.3f}: without the entropy term "
      "0.5 * sum(logvar) the variance collapses to 0; sigma = exp(0.5 * logvar), not exp(logvar)")
+# a 2-D "posterior" N((3, -1), diag(0.5^2, 2^2)): each coordinate has its own variance, and the entropy term sums over them
+_target2 = Normal(torch.tensor([3.0, -1.0], dtype=torch.float64), torch.tensor([0.5, 2.0], dtype=torch.float64))
+seed_everything(0)
+_mu2, _lv2 = best_gaussian(lambda z: _target2.log_prob(z).sum(1), torch.zeros(2, dtype=torch.float64),
+                           torch.zeros(2, dtype=torch.float64), steps=400, lr=0.05)
+assert _mu2.shape == (2,) and torch.allclose(_mu2, torch.tensor([3.0, -1.0], dtype=torch.float64), atol=0.3), \
+    f"the best mean is (3, -1), got {_mu2.tolist()}: one mean per latent dimension"
+assert torch.allclose(_lv2, torch.log(torch.tensor([0.25, 4.0], dtype=torch.float64)), atol=0.4), \
+    (f"the best log-variances are (log 0.25, log 4) = (-1.39, 1.39), got {[round(v, 2) for v in _lv2.tolist()]}: the "
+     "entropy of q is 0.5 * the SUM of the log-variances (not their mean), and log_joint(z) is averaged over the samples")
 print("(b) self-check passed")
 
 # %% grade={"exercise": "best_gaussian", "points": 2, "forbidden": ["course_lib.evaluate.refine_gaussian", "course_lib.evaluate.inference_gaps"]}

@@ -105,17 +105,19 @@ class _Tiny(torch.nn.Module):
 
 _x, _e = torch.zeros(4, 1, 2, 2), torch.zeros(1, 4, 2)
 _flat = torch.zeros(3)                                                        # log p(y) up to a constant
-_kl = _Tiny(a=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]))             # only the KL differs: 0, 0.5, 2
+_kl = _Tiny(a=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]),
+            b=torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, -1.0]]))             # only the KL terms differ
 _out = class_log_posterior(_kl, _x, _flat, _e)
 assert torch.is_tensor(_out) and _out.shape == (4, 3), f"return (batch, num_classes) = (4, 3), got {tuple(_out.shape)}"
 assert torch.allclose(_out.logsumexp(1), torch.zeros(4), atol=1e-5), (
     "each row must be a log-distribution over the labels: subtract the logsumexp over the labels (dim 1), not over the batch")
-_want = torch.tensor([0.0, -0.5, -2.0]) - torch.tensor([0.0, -0.5, -2.0]).logsumexp(0)
+_neg_kl = -torch.tensor([0.0, 0.574361, 2.183940])                           # -KL(q(z|x,y) || N(0, I)) per label
+_want = _neg_kl - _neg_kl.logsumexp(0)
 assert not torch.allclose(_out[0], torch.full((3,), -math.log(3)), atol=1e-3), (
     "all labels get the same probability although their KL terms differ: encode x with each candidate label y")
 assert torch.allclose(_out[0], _want, atol=1e-4), (
-    f"KL terms 0, 0.5, 2 and equal reconstructions: expect {_want.tolist()}, got {_out[0].tolist()}; "
-    "the ELBO SUBTRACTS the KL (closed form, q against model.prior)")
+    f"KL terms 0, 0.574, 2.184 and equal reconstructions: expect {_want.tolist()}, got {_out[0].tolist()}; "
+    "the ELBO SUBTRACTS the KL, in closed form, KL(q || prior) in that order (the KL is not symmetric)")
 _skew = torch.log(torch.tensor([0.2, 0.3, 0.5]))
 _out2 = class_log_posterior(_kl, _x, _skew, _e)
 assert torch.allclose(_out2[0], _want + _skew - (_want + _skew).logsumexp(0), atol=1e-4), (
@@ -134,11 +136,15 @@ _eps = torch.tensor([[[1.0, 0.0]] * 4, [[-3.0, 0.0]] * 4])                   # k
 _z0 = 2.0 + 2.0 * torch.tensor([1.0, -3.0])                                   # mu = 2 (x = ones), sigma = 2
 _lp = -4 * torch.nn.functional.softplus(-(_z0.view(1, 2) + torch.tensor([0.0, 1.0, -1.0]).view(3, 1)))
 _want = _lp.mean(1)                                                           # the KL is the same for the 3 labels
-_out = class_log_posterior(_noisy, _ones, _flat, _eps)
-assert torch.allclose(_out[0], _want - _want.logsumexp(0), atol=1e-4), (
-    f"expect {(_want - _want.logsumexp(0)).tolist()}, got {_out[0].tolist()}: the codes are z = mu + sigma * eps "
+_z0 = 2.0 * torch.tensor([1.0, -3.0])                                         # mu = 0 (x = zeros)
+_lp = -4 * torch.nn.functional.softplus(_z0.view(1, 2) + torch.tensor([0.0, 1.0, -1.0]).view(3, 1))
+_want = torch.stack([_want, _lp.mean(1)])
+_mixed = torch.cat([torch.ones(2, 1, 2, 2), torch.zeros(2, 1, 2, 2)])          # two images of ones, two of zeros
+_out = class_log_posterior(_noisy, _mixed, _flat, _eps)[[0, 2]]
+assert torch.allclose(_out, _want - _want.logsumexp(1, keepdim=True), atol=1e-4), (
+    f"expect {(_want - _want.logsumexp(1, keepdim=True)).tolist()}, got {_out.tolist()}: the codes are z = mu + sigma * eps "
     "(sigma = 2 here, the posterior standard deviation, not its variance), one per row of eps, and the reconstruction "
-    "term is their MEAN over the k codes")
+    "term is their MEAN over the k codes of each image (dim 0 of eps), not over the whole batch")
 print("Self-check (a) passed.")
 
 # %% [markdown]
