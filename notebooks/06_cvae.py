@@ -280,7 +280,7 @@ print(f"share of the variance of z explained by the class: CVAE {share_c:.0%}, V
 assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the CVAE's"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The codes of the 1,000 test digits coloured by their class. With $d = 2$ the VAE does not get one cluster per digit:
+# The codes of the 1,000 test digits coloured by their class. On course seed 0, with $d = 2$, the VAE does not get one cluster per digit:
 # the 1s form a region of their own, the other digits occupy overlapping regions. In the CVAE the classes overlap more,
 # though the 1s still sit off-centre (section 8 comes back to them).
 
@@ -526,7 +526,7 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### A learned class prior
 #
-# Sohn et al. (2015, section 4) also learn the prior, $p_\theta(z \mid y)$ (their "prior network"). Its simplest form:
+# Sohn et al. (2015) also learn the prior, $p_\theta(z \mid y)$ (their "prior network"). Its simplest form:
 # one learned mean per class, $p_\theta(z \mid y) = \mathcal{N}(m_y, I)$. The KL term becomes (the prior's means move with
 # training; `CVAE(..., class_prior=True)`)
 #
@@ -592,5 +592,9 @@ plt.show()
 # **What we got** (quick mode, 4,000 training digits, d = 2, 8 epochs; CPU): the requested digit is recognised
 # 94 % of the time (3 seeds: 92 %, 96 %, 95 %); FID-digits 432 ± 90 (CVAE) vs 738 ± 65 (VAE of the same size),
 # IS-digits 7.6 ± 0.6 vs 3.3 ± 0.2 (real training digits: FID 4.5, IS 9.4); test -ELBO about 145.5 and IWAE -log p(x|y) 144.1
-# nats (240 with a wrong label); lower half given upper half: 58.9 nats (CVAE, IWAE) vs 75.1 (deterministic network).
-# FID/IS use the course classifier, not Inception: not comparable with papers. Full mode on a GPU: not measured.
+# nats (240 with a wrong label); as a mixture over the labels -log p(x) 143.5 nats vs the VAE's 166.8 (IWAE, 150 test
+# digits; -ELBO 145.5 vs 170.2); lower half given upper half: 58.9 nats (CVAE, IWAE) vs 75.1 (deterministic network);
+# the weakest class (1, posterior codes centred at (-1.61, -1.03)) recognised 62 % of the time from N(0, I) and 100 %
+# from its posterior codes; with the learned prior N(m_y, I) the accuracy over classes rises from 91.8 / 96.1 / 95.4 %
+# to 96.3 / 97.7 / 97.4 % (3 seeds). All on course seed 0. FID/IS use the course classifier, not Inception: not
+# comparable with papers. Full mode on a GPU: not measured.
