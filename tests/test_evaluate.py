@@ -479,10 +479,16 @@ def test_eval_plots_draw_without_a_display():
     curve = [{"T": t, "FID": 10 - t, "IS": 1 + t} for t in (0.0, 1.0, 2.0)]
     fig4, axes = figs.temperature_figure(curve, {1.0: (5.0, 0.1), 2.0: (6.0, 0.1)})
     assert len(axes) == 3
+    pr = [{**r, "precision": 0.9 - 0.1 * r["T"], "recall": 0.1 * r["T"], "FID_sd": 0.5} for r in curve]
+    fig5, axes = figs.temperature_figure(pr, {1.0: (5.0, 0.1), 2.0: (6.0, 0.1)})
+    assert len(axes) == 4 and axes[2].get_legend() is not None, "a precision/recall panel"
+    fig6, axes = figs.kid_bias_figure(spread, {"p": spread["p"], "q": spread["p"]})
+    assert len(axes) == 3, "the FID, then one KID panel per pool"
+    fig7, _ = figs.image_sets_figure(imgs, {"a": (1.0, 2.0), "b": (10.0, 3.0)}, errors={"a": (0.1, 0.1), "b": (1.0, 0.2)})
     assert figs.grey_fraction(torch.tensor([0.0, 0.5, 1.0, 0.95])) == 0.25
     import matplotlib.pyplot as plt
 
-    for f in (fig, fig2, fig3, fig4):
+    for f in (fig, fig2, fig3, fig4, fig5, fig6, fig7):
         plt.close(f)
 
 

@@ -167,9 +167,9 @@ def temperature_figure(curve: list, nll: dict | None = None):
     panels = [("FID", "FID (lower is better)", C["blue"]), ("IS", "IS (higher is better)", C["vermillion"])]
     has_pr = "precision" in curve[0]
     n = len(panels) + has_pr + (nll is not None)
-    rows = 1 if n <= 2 else 2
-    fig, axes = plt.subplots(rows, 2 if n > 1 else 1, figsize=(11, 4 * rows), squeeze=False)
-    axes = list(axes.flat)
+    rows, cols = (1, n) if n <= 3 else (2, 2)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols if rows == 1 else 11, 4 * rows), squeeze=False)
+    axes = list(axes.flat)[:n]
     for ax, (key, title, color) in zip(axes, panels):
         ax.errorbar(ts, [r[key] for r in curve], yerr=[r.get(key + "_sd", 0.0) for r in curve], fmt="o-",
                     capsize=3, color=color)
