@@ -624,7 +624,7 @@ assert abs(at[0.0]["IS"] - 1) < 1e-4 and gap_(0.0, 1.0, "FID") > 3, "T = 0: one 
 assert gap_(1.0, 2.0, "FID") > 3 and gap_(2.0, 1.0, "IS") > 3, "FID and IS: T = 2 beats T = 1 by > 3 spreads"
 assert at[2.5]["grey"] < at[1.0]["grey"] and at[2.5]["spread"] > at[1.0]["spread"], "sharper and more diverse"
 assert grey_real < at[2.5]["grey"] and spread_real > at[2.5]["spread"], "still greyer, less diverse than real digits"
-assert gap_(0.5, 2.0, "precision") > 3 and gap_(2.0, 0.5, "recall") > 3, "low T: precise, high T: covering"
+assert gap_(2.0, 0.5, "recall") > 3 and gap_(3.0, 1.0, "recall") > 3, "recall rises with T: low T covers little"
 best_T = min(nll_T, key=lambda t: nll_T[t][0])
 assert 0.75 <= best_T <= 1.25 and nll_T[2.5][0] > nll_T[1.0][0] + 10, "the likelihood prefers T ~ 1, by > 10 nats"
 fig, axes = figs.temperature_figure(curve, nll_T)
@@ -637,10 +637,12 @@ plt.show()
 #   the decoder's logits further from 0: fewer grey pixels, bolder strokes and more varied features, closer
 #   to real digits **in the classifier's eyes**. The FID and IS reward that sharpness and diversity: both are
 #   better at $T = 2$ than at $T = 1$ by more than three times their spread over draws of the codes.
-# - **Precision and recall** split the two: from $T = 0.5$ to $T = 2$ recall (coverage of the real digits) rises
-#   and precision (realistic samples) falls, each by more than three spreads. Low $T$ is precise and covers
-#   little; high $T$ covers more with fewer realistic samples: the trade-off Kynkäänniemi et al. (2019, Fig. 1)
-#   measure for the truncation trick. One number (FID) mixes the two.
+# - **Precision and recall** split the two. Recall (coverage of the real digits) rises with $T$ on every course
+#   seed, by more than three spreads from $T = 0.5$ to $T = 2$: low $T$ covers little. Precision (realistic samples)
+#   is where a VAE differs from the GANs of Kynkäänniemi et al. (2019, Fig. 1), whose truncation trick buys precision
+#   with recall: our low-$T$ samples are grey averages, and whether the classifier's features put them inside the
+#   real manifold depends on the training run (course seed 0: precision falls from 0.84 at $T = 0.5$ to 0.76 at
+#   $T = 2$; course seed 1: it rises from 0.37 to 0.58). So we assert only the recall. One number (FID) mixes both.
 # - The **likelihood** of test digits is best near $T = 1$ and worse by more than 10 nats at $T = 2.5$: the
 #   scores measure something that is not likelihood (section 1).
 # - Practice: report scores at $T = 1$ (the model as trained), or **state** the temperature or truncation
@@ -703,7 +705,7 @@ assert is_collapse > is_of["real (other half)"].mean() - 3 * is_of["real (other 
 # 2. The IWAE bound $\mathcal{L}_k$ is the ELBO at $k=1$, grows with $k$ and tends to $\log p_\theta(x)$; check estimators where the likelihood is exact.
 # 3. The ELBO's gap = approximation gap (the Gaussian family) + amortization gap (the encoder): both measured, both positive.
 # 4. FID (Gaussians of classifier features) and IS (confident, balanced predictions) are random, and the FID is biased for small n (the KID is not): give n and error bars; ours are FID-digits.
-# 5. Scores can prefer $T \ne 1$ or memorization: report $T = 1$ or state the temperature; precision and recall show the trade-off; a held-out likelihood sees what they miss.
+# 5. Scores can prefer $T \ne 1$ or memorization: report $T = 1$ or state the temperature; recall shows what low $T$ gives up; a held-out likelihood sees what they miss.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Go back to the answers written down at the start ("lower loss", "nicer samples") and sort them: the loss is
@@ -724,4 +726,4 @@ assert is_collapse > is_of["real (other half)"].mean() - 3 * is_of["real (other 
 # - L. Theis, A. van den Oord, M. Bethge, *A note on the evaluation of generative models*, ICLR 2016; M. E. Tipping, C. M. Bishop, *Probabilistic PCA*, JRSS B 1999.
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels*, CNAM course slides (section "Evaluation des VAE").
 #
-# **What we got** (printed above): the IWAE NLL below $-$ELBO; both gaps positive; FID-digits real < reconstructions < means < noise on every repeat, its spread and bias against n, a KID flat in n; FID best at large T, precision falling and recall rising with T, likelihood best near T = 1.
+# **What we got** (printed above): the IWAE NLL below $-$ELBO; both gaps positive; FID-digits real < reconstructions < means < noise on every repeat, its spread and bias against n, a KID flat in n; FID best at large T, recall rising with T (precision: no direction that holds on every seed), likelihood best near T = 1.
