@@ -14,7 +14,7 @@
 # **You need** lesson 2 (the ELBO and its gap), lesson 3 (the Gaussian VAE, true samples vs decoder means),
 # lesson 4 (`fit`, rate and distortion).
 #
-# **Run time** quick mode (CPU, 4,000 real 28x28 MNIST digits): about 40 s of CPU time. Full mode (all of MNIST, GPU):
+# **Run time** quick mode (CPU, 4,000 real 28x28 MNIST digits): about 50 s of CPU time. Full mode (all of MNIST, GPU):
 # not measured (no GPU where this lesson was written); most of it trains the 784-200-200-50 VAE, once (`fit` saves
 # a checkpoint).
 #

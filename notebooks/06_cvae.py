@@ -13,7 +13,7 @@
 #
 # **You need** lesson 3 (the Gaussian VAE, reparameterization) and lesson 5 (IWAE likelihood, FID, IS).
 #
-# **Run time** quick mode (CPU, 4,000 MNIST digits, 11 models trained): about 50 s of CPU time. Full mode (all of
+# **Run time** quick mode (CPU, 4,000 MNIST digits, 11 models trained): about 55 s of CPU time. Full mode (all of
 # MNIST, GPU): not measured (no GPU where this lesson was written).
 #
 # **Units** losses and negative log-likelihoods in **nats per example** (summed over pixels and latent dimensions,
