@@ -561,8 +561,9 @@ fig, axes = figs.kid_bias_figure(spread, kid_spread)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# Left: the FID's mean falls with n (both pools); right: the KID's mean stays flat within its error bars
-# (standard errors over the 30 draws), while its spread still shrinks like 1/sqrt(n). So KIDs of sets of
+# Left: the FID's mean falls with n (both pools); middle and right: the KID's mean is the same at every n within
+# its error bars (standard errors over the 30 draws; for real digits the small-n points are noisy, the
+# assert compares n = 50 with n = 1000), while its spread still shrinks like 1/sqrt(n). So KIDs of sets of
 # different sizes are comparable; FIDs are not. Ask: "why not always report the KID then?" Expected answer: it is
 # noisier relative to its size at small n, and the community's numbers are FIDs; report both with n.
 
