@@ -7,13 +7,16 @@
 #   check an estimator on a model whose likelihood is known;
 # - where the ELBO's gap comes from: the **approximation gap** and the **amortization gap**, measured;
 # - the **Fréchet distance** (FID) and the **Inception Score** (IS) with a digit classifier: how noisy an FID
-#   is, why it is biased for small samples, why it likes a "temperature" above 1, and what neither can see.
+#   is, why it is biased for small samples, why it likes a "temperature" above 1, and what neither can see;
+# - two newer scores: the **kernel distance** (KID), unbiased where the FID is not, and **precision and recall**,
+#   which split "realistic" from "diverse".
 #
 # **You need** lesson 2 (the ELBO and its gap), lesson 3 (the Gaussian VAE, true samples vs decoder means),
 # lesson 4 (`fit`, rate and distortion).
 #
-# **Run time** quick mode (CPU, 4,000 real 28x28 MNIST digits): about 30 s of CPU time. Full mode (all of MNIST, GPU):
-# about 10 minutes, mostly training the 784-200-200-50 VAE (once: `fit` saves a checkpoint).
+# **Run time** quick mode (CPU, 4,000 real 28x28 MNIST digits): about 50 s of CPU time. Full mode (all of MNIST, GPU):
+# not measured (no GPU where this lesson was written); most of it trains the 784-200-200-50 VAE, once (`fit` saves
+# a checkpoint).
 #
 # **Units** log-likelihoods, ELBOs, NLLs and gaps are in **nats per example**: summed over the 784 pixels
 # and the latent dimensions, averaged over test images (nats per image, the unit of Burda et al. 2015).
@@ -77,9 +80,11 @@ QUICK = is_quick()
 # all on new data. VAEs typically have good likelihoods and blurry samples. So a paper reports both.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# Ask: "can a model have a great likelihood and terrible samples?" Expected answer: yes, e.g. a good model
-# mixed with 1 % of white noise loses at most log(100) ~ 4.6 nats per image but 1 sample in 100 is noise;
-# and the reverse: a memorizer. Both numbers are needed.
+# Ask: "can a model have a great likelihood and terrible samples?" Expected answer: yes (Theis et al. 2016,
+# section 3.2): mix a good model p with white noise, 0.01 p + 0.99 noise. Its log-likelihood is at least
+# log 0.01 + log p(x): it loses at most log 100 ~ 4.6 nats per image (little, on ~100 nats), yet 99 samples in
+# 100 are noise. (Mixing in only 1 % of noise costs at most -log 0.99 ~ 0.01 nats, and 1 sample in 100 is
+# noise.) And the reverse: a memorizer. Both numbers are needed.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Likelihood: the ELBO is only a bound
@@ -329,7 +334,8 @@ plt.show()
 # ## 6. Sample quality: the Fréchet distance (FID)
 #
 # Map real and generated images to features $f(x)$, fit a Gaussian to each set, and compare the Gaussians
-# with the Fréchet (2-Wasserstein) distance (seed slides, "Fréchet Inception Distance"; Heusel et al. 2017):
+# with the **squared** Fréchet (2-Wasserstein) distance (seed slides, "Fréchet Inception Distance"; Heusel et al.
+# 2017, eq. 6):
 #
 # $$\mathrm{FID} = \|\mu_r - \mu_g\|^2 + \mathrm{Tr}\big(\Sigma_r + \Sigma_g - 2(\Sigma_r\Sigma_g)^{1/2}\big).$$
 #
@@ -361,7 +367,8 @@ assert abs(frechet_distance(mu1, S, mu2, torch.eye(3, dtype=torch.float64))
 # Check on the diagonal case by hand: the mean term is 1 + 4 = 5, the covariance term is
 # sum (sqrt(a) - sqrt(b))^2 = 1 + 1 + 0 = 2. Ask: "why not the KL between the two Gaussians?" Expected
 # answer: it is infinite or huge when a covariance is (nearly) singular, e.g. all samples alike; the
-# Fréchet distance stays finite and is a true distance.
+# Fréchet distance stays finite. Careful: the FID is the *square* of the 2-Wasserstein distance between the
+# two Gaussians; its square root is a metric (triangle inequality), the FID itself is not.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Which features? Ours, not Inception's
@@ -419,54 +426,78 @@ assert abs(inception_score(mixed) - ev.inception_score_from_probs(mixed)) < 1e-5
 # VAE papers show and score. It is a choice, and it has a cost: a mean is an *average* of the digits
 # compatible with $z$, so it is grey and blurry. Say which one you report.
 
+# Every score below comes from random sets (a random half of the test set, random codes $z$): we repeat the
+# comparison on `REPEATS` random splits and draws and give each score as mean ± standard deviation.
+
 # %%
-order = torch.randperm(len(test), generator=make_generator(0)).to(test.device)
-half = len(test) // 2
-reference, held_out = test.images[order[:half]], test.images[order[half:2 * half]]
-with torch.no_grad():
-    p_x = vae.decode(torch.randn(half, LATENT, generator=make_generator(1)).to(device))
-    sets = {"real (other half)": held_out,
+REPEATS, half = 5, len(test) // 2
+
+
+def image_sets(r):
+    """The reference half and the five sets to score, for the r-th random split of the test set and draw of z."""
+    order = torch.randperm(len(test), generator=make_generator(10 + r)).to(test.device)
+    with torch.no_grad():
+        p_x = vae.decode(torch.randn(half, LATENT, generator=make_generator(20 + r)).to(device))
+        return test.images[order[:half]], {
+            "real (other half)": test.images[order[half:2 * half]],
             "reconstructions": vae.reconstruct(test_bin.images[order[half:2 * half]]),
-            "VAE means E[x|z]": p_x.mean,
-            "VAE samples x~p(x|z)": p_x.sample(),
-            "uniform noise": torch.rand(held_out.shape, generator=make_generator(2)).to(device)}
-scores = {name: (ev.fid(reference, x, features=classifier), ev.inception_score(x, classifier=classifier))
-          for name, x in sets.items()}
-for name, (f, s) in scores.items():
-    print(f"{name:<22} FID-digits {f:8.1f}   IS-digits {s:5.2f}")
+            "VAE means E[x|z]": p_x.mean, "VAE samples x~p(x|z)": p_x.sample(),
+            "uniform noise": torch.rand(half, *test.shape, generator=make_generator(30 + r)).to(device)}
+
+
+@torch.no_grad()
+def fid_is(ref_f, f):
+    """FID-digits and IS-digits from the classifier's features: one pass of the classifier per set."""
+    return ev.fid(ref_f, f), ev.inception_score_from_probs(torch.softmax(classifier.head(f.to(device)), 1))
+
+
+feats = lambda x: ev.features_of(x, classifier)  # noqa: E731
+splits = [image_sets(r) for r in range(REPEATS)]
+ref_feats = [feats(ref_r) for ref_r, _ in splits]
+runs = [{name: fid_is(f_r, feats(x)) for name, x in sets_r.items()} for f_r, (_, sets_r) in zip(ref_feats, splits)]
+fid_of, is_of = ({n: torch.tensor([run[n][i] for run in runs]) for n in runs[0]} for i in (0, 1))
+for name in fid_of:
+    print(f"{name:<22} FID-digits {fid_of[name].mean():7.1f} ± {fid_of[name].std():5.1f}   "
+          f"IS-digits {is_of[name].mean():5.2f} ± {is_of[name].std():4.2f}")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Read the table before the figure. Ask: "which is better, the means or the true samples?" Let the room vote,
-# then show the next slide: FID and IS do not even agree.
+# then show the next slide. The ± is the standard deviation over the five repeats: the spread of one score.
 
 # %% slideshow={"slide_type": "subslide"}
-fid_of, is_of = {n: f for n, (f, _) in scores.items()}, {n: s for n, (_, s) in scores.items()}
-assert (fid_of["real (other half)"] < fid_of["reconstructions"] < fid_of["VAE means E[x|z]"]
-        < fid_of["uniform noise"]), "real < reconstructions < samples < noise"
+reference, sets = splits[0]                          # the first repeat: shown, and reused below
+held_out = sets["real (other half)"]
+order_ = ["real (other half)", "reconstructions", "VAE means E[x|z]", "uniform noise"]
+for a, b in zip(order_, order_[1:]):
+    assert (fid_of[a] < fid_of[b]).all(), f"FID: {a} < {b}, on every repeat"
 assert ev.fid(reference, reference, features=classifier) < 1e-6, "FID of a set against itself is 0"
-assert fid_of["VAE samples x~p(x|z)"] < fid_of["VAE means E[x|z]"], "binary samples are closer in FID than grey means"
-assert is_of["VAE means E[x|z]"] > is_of["VAE samples x~p(x|z)"], "but the IS prefers the means"
-fig, axes = figs.image_sets_figure(sets, scores)
+diff_fid = fid_of["VAE means E[x|z]"] - fid_of["VAE samples x~p(x|z)"]
+diff_is = is_of["VAE means E[x|z]"] - is_of["VAE samples x~p(x|z)"]
+if QUICK:
+    assert diff_fid.min() > 0, "quick mode: binary samples are closer in FID than grey means, on every repeat"
+assert diff_is.min() > 0, "the IS prefers the means, on every repeat"
+fig, axes = figs.image_sets_figure(sets, {n: (fid_of[n].mean(), is_of[n].mean()) for n in fid_of},
+                                   errors={n: (fid_of[n].std(), is_of[n].std()) for n in fid_of})
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Reconstructions use the encoder's information about a real image and land between real images and
-# samples. The two scores disagree on means vs samples: the classifier's features of grey, blurry means are
-# far from those of sharp real strokes (FID), while speckled binary samples look less like any one digit to
-# it (IS). Neither is a likelihood. The FID of real against real is not 0: the bias of the estimator at this
-# sample size (next section).
+# samples. The two scores can disagree on means vs samples: in quick mode the FID prefers the speckled binary
+# samples and the IS the grey means (on every repeat); in full mode the FID's preference changes (see the
+# printed table). The classifier's features of grey, blurry means are far from those of sharp real strokes
+# (FID), while speckled binary samples look less like any one digit to it (IS). Neither is a likelihood. The
+# FID of real against real is not 0: the bias of the estimator at this sample size (next section).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. How noisy is an FID?
 #
-# The FID is computed from $n$ random samples: it is a random number. The first edition of this lesson
-# scored the same model 59 in one cell and 76 in another, two draws of 180 images. So: draw many sets of
-# $n$ decoder means (and of $n$ real training digits) and compute each one's FID against the same
-# reference, for several $n$.
+# The FID is computed from $n$ random samples: it is a random number (section 8's ± is its spread at
+# $n = 500$). How large is that spread, and does the **mean** depend on $n$? Draw many sets of $n$ decoder means
+# (and of $n$ real training digits) and compute each one's FID against the same reference, for several $n$.
 
 # %%
 seed_everything(5)
-ref_features = ev.features_of(reference, classifier)
+ref_features = ref_feats[0]
 pools = {"VAE means": ev.features_of(vae.sample(N_POOL, generator=make_generator(5)), classifier),
          "real training digits": ev.features_of(train.images[:N_POOL], classifier)}
 spread = ev.fid_spread(ref_features, pools, FID_SIZES, draws=DRAWS)   # {pool: {n: DRAWS FIDs}}
@@ -502,44 +533,99 @@ plt.show()
 # comparable. Ask: "a paper reports FID 12 with 1,000 samples, another 10 with 50,000: which is better?"
 # Expected answer: cannot tell. The exercise extrapolates the FID to n = infinity.
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### An unbiased score: the kernel distance (KID)
+#
+# Binkowski et al. (2018, section 3) replace the two Gaussians by a kernel $k(a, b) = (a^\top b / F + 1)^3$ on the
+# $F$ features and estimate the squared **maximum mean discrepancy** between real features $r_{1..m}$ and
+# generated ones $g_{1..n}$, leaving out the pairs $i = j$:
+#
+# $$\mathrm{KID} = \frac{1}{m(m-1)}\sum_{i \ne j} k(r_i, r_j) + \frac{1}{n(n-1)}\sum_{i \ne j} k(g_i, g_j)
+#   - \frac{2}{mn}\sum_{i, j} k(r_i, g_j).$$
+#
+# Each sum is an unbiased average, so the KID's **mean does not depend on $n$** (it can dip below 0 when the two
+# distributions match). `ev.kid_spread` scores the same subsets as the FID above:
+
+# %%
+kid_spread = ev.kid_spread(ref_features, pools, FID_SIZES, draws=DRAWS)   # same seed: the same subsets
+kid_gen, kid_real = kid_spread["VAE means"], kid_spread["real training digits"]
+for n in FID_SIZES:
+    print(f"n = {n:4d}: KID samples {kid_gen[n].mean():6.0f} ± {kid_gen[n].std():4.0f}; "
+          f"real {kid_real[n].mean():4.0f} ± {kid_real[n].std():3.0f}")
+for name, by_n in kid_spread.items():
+    drift = by_n[50].mean() - by_n[1000].mean()
+    assert abs(drift) < 3 * math.hypot(se(by_n[50]), se(by_n[1000])), f"{name}: the KID's mean does not move with n"
+assert kid_gen[1000].mean() - kid_real[1000].mean() > 5 * math.hypot(se(kid_gen[1000]), se(kid_real[1000])), \
+    "the KID still separates the VAE's means from real digits"
+fig, axes = figs.kid_bias_figure(spread, kid_spread)
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "notes"}
+# Left: the FID's mean falls with n (both pools); middle and right: the KID's mean is the same at every n within
+# its error bars (standard errors over the 30 draws; for real digits the small-n points are noisy, the
+# assert compares n = 50 with n = 1000), while its spread still shrinks like 1/sqrt(n). So KIDs of sets of
+# different sizes are comparable; FIDs are not. Ask: "why not always report the KID then?" Expected answer: it is
+# noisier relative to its size at small n, and the community's numbers are FIDs; report both with n.
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. Try it: the sampling temperature
 #
 # Sample $z \sim \mathcal{N}(0, T^2 I)$ instead of $p(z)$ and decode the means. This is sampling from another
 # model, $p_T(x) = \int p_\theta(x \mid z)\,\mathcal{N}(z; 0, T^2 I)\,dz$: $T = 1$ is the model we trained. At
 # $T = 0$ every image is the same: IS = 1, a large FID. We also measure the **likelihood** of test digits
-# under $p_T$ (IWAE, same encoder as proposal: `ev.TemperedPrior`).
+# under $p_T$ (IWAE, same encoder as proposal: `ev.TemperedPrior`), and **precision and recall**
+# (Kynkäänniemi et al. 2019): each set's *manifold* is the union of balls around its feature vectors, each ball
+# reaching the point's 3rd nearest neighbour; **precision** is the fraction of generated points inside the real
+# manifold (realistic samples), **recall** the fraction of real points inside the generated one (coverage).
 
 # %%
-z_T = torch.randn(half, LATENT, generator=make_generator(3)).to(device)   # same z for every T
-curve = []
-for T in TEMPERATURES:
+Z_DRAWS = 3                                            # draws of the codes: the error bars
+z_T = [torch.randn(half, LATENT, generator=make_generator(40 + j)).to(device) for j in range(Z_DRAWS)]
+KEYS = ("FID", "IS", "precision", "recall", "grey", "spread")
+
+
+def scores_at(T, z):
+    """FID, IS, precision, recall, grey fraction and feature spread of the decoder means at codes T z."""
     with torch.no_grad():
-        x_T = vae.decode(T * z_T).mean
+        x_T = vae.decode(T * z).mean
     f_T = ev.features_of(x_T, classifier)
-    curve.append({"T": T, "FID": ev.fid(ref_features, f_T), "IS": ev.inception_score(x_T, classifier=classifier),
-                  "grey": figs.grey_fraction(x_T), "spread": float(torch.trace(ev.gaussian_stats(f_T)[1]))})
+    return (*fid_is(ref_features, f_T), *ev.precision_recall(ref_features, f_T, k=3), figs.grey_fraction(x_T),
+            float(torch.trace(ev.gaussian_stats(f_T)[1])))
+
+
+curve = []
+for T in TEMPERATURES:                                 # the same codes for every T: smooth curves
+    v = torch.tensor([scores_at(T, z) for z in z_T], dtype=torch.float64)
+    curve.append({"T": T, **dict(zip(KEYS, v.mean(0).tolist())), **{k + "_sd": float(v[:, i].std())
+                                                                      for i, k in enumerate(KEYS)}})
+
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(6)
 nll_T = {T: ev.iwae_nll(ev.TemperedPrior(vae, T), nll_set.take(100), k=100, return_std=True)
          for T in TEMPERATURES if T > 0}
 for r in curve:
-    print(f"T = {r['T']:.2f}: FID {r['FID']:6.1f}, IS {r['IS']:.2f}, grey pixels {r['grey']:.3f}, "
-          f"feature spread {r['spread']:5.0f}" + (f", NLL {nll_T[r['T']][0]:.1f}" if r["T"] > 0 else ""))
+    print(f"T = {r['T']:.2f}: FID {r['FID']:6.1f} ± {r['FID_sd']:4.1f}, IS {r['IS']:.2f} ± {r['IS_sd']:.2f}, "
+          f"precision {r['precision']:.2f}, recall {r['recall']:.2f}, grey {r['grey']:.3f}, "
+          f"spread {r['spread']:5.0f}" + (f", NLL {nll_T[r['T']][0]:.1f}" if r["T"] > 0 else ""))
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# The same z are scaled for every T, so the curves are smooth: differences between temperatures are not
-# sampling noise. "grey pixels": fraction of pixels strictly between 0.1 and 0.9; "feature spread": trace of
-# the covariance of the classifier's features (diversity as the FID sees it).
+# Each score: mean ± standard deviation over three draws of the 500 codes (the same codes are scaled for every T).
+# "grey": fraction of pixels strictly between 0.1 and 0.9; "spread": trace of the covariance of the classifier's
+# features (diversity as the FID sees it). At T = 1 this is section 8's model with other codes: its FID differs
+# from section 8's by about one spread of a draw, no more.
 
 # %% slideshow={"slide_type": "subslide"}
 at = {r["T"]: r for r in curve}
+gap_ = lambda t, u, key: (at[t][key] - at[u][key]) / math.hypot(at[t][key + "_sd"], at[u][key + "_sd"])  # noqa: E731
 real_f = ev.features_of(held_out, classifier)
 grey_real, spread_real = figs.grey_fraction(held_out), float(torch.trace(ev.gaussian_stats(real_f)[1]))
-assert abs(at[0.0]["IS"] - 1) < 1e-4 and at[0.0]["FID"] > at[1.0]["FID"], "T = 0: one image, IS = 1, bad FID"
-assert all(at[t]["FID"] > at[u]["FID"] for t, u in [(1.0, 1.5), (1.5, 2.0), (2.0, 2.5)]), "FID improves up to T=2.5"
-assert at[2.5]["IS"] > at[1.0]["IS"], "so does the IS"
+assert abs(at[1.0]["FID"] - fid_of["VAE means E[x|z]"].mean()) < 3 * max(at[1.0]["FID_sd"], fid_of["VAE means E[x|z]"].std()), \
+    "T = 1 is section 8's model: the same FID up to the spread of a draw"
+assert abs(at[0.0]["IS"] - 1) < 1e-4 and gap_(0.0, 1.0, "FID") > 3, "T = 0: one image, IS = 1, bad FID"
+assert gap_(1.0, 2.0, "FID") > 3 and gap_(2.0, 1.0, "IS") > 3, "FID and IS: T = 2 beats T = 1 by > 3 spreads"
 assert at[2.5]["grey"] < at[1.0]["grey"] and at[2.5]["spread"] > at[1.0]["spread"], "sharper and more diverse"
 assert grey_real < at[2.5]["grey"] and spread_real > at[2.5]["spread"], "still greyer, less diverse than real digits"
+assert gap_(2.0, 0.5, "recall") > 3 and gap_(3.0, 1.0, "recall") > 3, "recall rises with T: low T covers little"
 best_T = min(nll_T, key=lambda t: nll_T[t][0])
 assert 0.75 <= best_T <= 1.25 and nll_T[2.5][0] > nll_T[1.0][0] + 10, "the likelihood prefers T ~ 1, by > 10 nats"
 fig, axes = figs.temperature_figure(curve, nll_T)
@@ -550,7 +636,14 @@ plt.show()
 #
 # - At $T = 1$ many codes decode to **averages** of several digits: grey, blurry strokes. Larger $\|z\|$ pushes
 #   the decoder's logits further from 0: fewer grey pixels, bolder strokes and more varied features, closer
-#   to real digits **in the classifier's eyes**. The FID and IS reward that sharpness and diversity.
+#   to real digits **in the classifier's eyes**. The FID and IS reward that sharpness and diversity: both are
+#   better at $T = 2$ than at $T = 1$ by more than three times their spread over draws of the codes.
+# - **Precision and recall** split the two. Recall (coverage of the real digits) rises with $T$ on every course
+#   seed, by more than three spreads from $T = 0.5$ to $T = 2$: low $T$ covers little. Precision (realistic samples)
+#   is where a VAE differs from the GANs of Kynkäänniemi et al. (2019, Fig. 1), whose truncation trick buys precision
+#   with recall: our low-$T$ samples are grey averages, and whether the classifier's features put them inside the
+#   real manifold depends on the training run (course seed 0: precision falls from 0.84 at $T = 0.5$ to 0.76 at
+#   $T = 2$; course seed 1: it rises from 0.37 to 0.58). So we assert only the recall. One number (FID) mixes both.
 # - The **likelihood** of test digits is best near $T = 1$ and worse by more than 10 nats at $T = 2.5$: the
 #   scores measure something that is not likelihood (section 1).
 # - Practice: report scores at $T = 1$ (the model as trained), or **state** the temperature or truncation
@@ -567,7 +660,7 @@ plt.show()
 def show_temperature(T=1.0):
     """32 decoder means at z ~ N(0, T^2 I), with their FID-digits and IS-digits against the reference."""
     with torch.no_grad():
-        x = vae.decode(T * z_T).mean
+        x = vae.decode(T * z_T[0]).mean
     fid_t, is_t = ev.fid(ref_features, ev.features_of(x, classifier)), ev.inception_score(x, classifier=classifier)
     ax = show_images(x[:32], nrow=16, title=f"T = {T:.2f}: FID-digits {fid_t:.0f}, IS-digits {is_t:.2f}")
     ax.figure.set_size_inches(12, 2.2)
@@ -590,14 +683,17 @@ sliders(show_temperature, T=(0.0, 3.0, 0.1, 1.0))
 #   conditioning label $y$ from the samples.
 
 # %%
-memorized = train.images[torch.randperm(len(train), generator=make_generator(4))[:half].to(train.device)]
-fid_memo, is_memo = ev.fid(reference, memorized, features=classifier), ev.inception_score(memorized, classifier=classifier)
+fid_memo = torch.tensor([ev.fid(ref_feats[r], feats(train.images[torch.randperm(len(train),
+                          generator=make_generator(50 + r))[:half].to(train.device)])) for r in range(REPEATS)])
 one_per_class = torch.stack([test.images[(test.labels == c).nonzero()[0, 0]] for c in range(10)]).repeat(half // 10, 1, 1, 1)
 is_collapse = ev.inception_score(one_per_class, classifier=classifier)
-print(f"training images as 'samples': FID-digits {fid_memo:.1f}, IS-digits {is_memo:.2f}")
-print(f"ten images repeated: IS-digits {is_collapse:.2f} (real data: {is_of['real (other half)']:.2f})")
-assert fid_memo < fid_of["VAE means E[x|z]"], "a memorizer beats the VAE on FID"
-assert is_collapse > 0.9 * is_of["real (other half)"], "ten images repeated score as well as real data on IS"
+print(f"training images as 'samples': FID-digits {fid_memo.mean():.1f} ± {fid_memo.std():.1f} "
+      f"(VAE means: {fid_of['VAE means E[x|z]'].mean():.1f} ± {fid_of['VAE means E[x|z]'].std():.1f})")
+print(f"ten images repeated: IS-digits {is_collapse:.2f} (real data: {is_of['real (other half)'].mean():.2f} "
+      f"± {is_of['real (other half)'].std():.2f})")
+assert (fid_memo < fid_of["VAE means E[x|z]"]).all(), "a memorizer beats the VAE on FID, on every split"
+assert is_collapse > is_of["real (other half)"].mean() - 3 * is_of["real (other half)"].std(), \
+    "ten images repeated score as well as real data on IS (within the spread of real data)"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Ask: "how would you catch the memorizer?" Expected answer: its likelihood of test images is terrible (it
@@ -609,8 +705,8 @@ assert is_collapse > 0.9 * is_of["real (other half)"], "ten images repeated scor
 # 1. Likelihood and sample quality are different questions; report both, with the same data and protocol.
 # 2. The IWAE bound $\mathcal{L}_k$ is the ELBO at $k=1$, grows with $k$ and tends to $\log p_\theta(x)$; check estimators where the likelihood is exact.
 # 3. The ELBO's gap = approximation gap (the Gaussian family) + amortization gap (the encoder): both measured, both positive.
-# 4. FID (Gaussians of classifier features) and IS (confident, balanced predictions) are random and biased for small n: give n and error bars; ours are FID-digits.
-# 5. Scores can prefer $T \ne 1$ or memorization: report $T = 1$ or state the temperature; a held-out likelihood sees what they miss.
+# 4. FID (Gaussians of classifier features) and IS (confident, balanced predictions) are random, and the FID is biased for small n (the KID is not): give n and error bars; ours are FID-digits.
+# 5. Scores can prefer $T \ne 1$ or memorization: report $T = 1$ or state the temperature; recall shows what low $T$ gives up; a held-out likelihood sees what they miss.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Go back to the answers written down at the start ("lower loss", "nicer samples") and sort them: the loss is
@@ -625,8 +721,10 @@ assert is_collapse > 0.9 * is_of["real (other half)"], "ten images repeated scor
 # - M. Heusel et al., *GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium*, NeurIPS 2017 (the FID, eq. 6).
 # - T. Salimans et al., *Improved Techniques for Training GANs*, NeurIPS 2016 (the Inception Score, section 4).
 # - M. J. Chong, D. Forsyth, *Effectively Unbiased FID and Inception Score and Where to Find Them*, CVPR 2020 (the bias in n).
+# - M. Bińkowski, D. J. Sutherland, M. Arbel, A. Gretton, *Demystifying MMD GANs*, ICLR 2018 (the KID, section 3: unbiased, cubic polynomial kernel).
+# - T. Kynkäänniemi, T. Karras, S. Laine, J. Lehtinen, T. Aila, *Improved Precision and Recall Metric for Assessing Generative Models*, NeurIPS 2019 (k-NN manifolds, k = 3; Fig. 1 the truncation trade-off).
 # - A. Brock, J. Donahue, K. Simonyan, *Large Scale GAN Training for High Fidelity Natural Image Synthesis*, ICLR 2019 (truncation); D. P. Kingma, P. Dhariwal, *Glow*, NeurIPS 2018 (temperature).
 # - L. Theis, A. van den Oord, M. Bethge, *A note on the evaluation of generative models*, ICLR 2016; M. E. Tipping, C. M. Bishop, *Probabilistic PCA*, JRSS B 1999.
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels*, CNAM course slides (section "Evaluation des VAE").
 #
-# **What we got** (printed above): the IWAE NLL below $-$ELBO; both gaps positive; FID-digits real < reconstructions < means < noise, its spread and bias against n; FID best at large T, likelihood best near T = 1.
+# **What we got** (printed above): the IWAE NLL below $-$ELBO; both gaps positive; FID-digits real < reconstructions < means < noise on every repeat, its spread and bias against n, a KID flat in n; FID best at large T, recall rising with T (precision: no direction that holds on every seed), likelihood best near T = 1.

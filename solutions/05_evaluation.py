@@ -21,7 +21,7 @@ from torch.distributions import Independent, Normal
 
 from course_lib.tooling.checks import record
 from course_lib.models.linear_gaussian import LinearGaussian
-from course_lib.runtime import seed_everything
+from course_lib.runtime import make_generator, seed_everything
 
 seed_everything(0)
 
@@ -62,30 +62,27 @@ assert torch.isfinite(_far).all() and (_far >= 1 - 1e-4).all(), \
     "log-weights near -1000 give NaN or inf: exp underflows; write both sums with torch.logsumexp (w^2 = exp(2 log w))"
 print("(a) self-check passed")
 
-# %% grade={"exercise": "effective_sample_size", "points": 2}
+# %% grade={"exercise": "effective_sample_size", "points": 2, "forbidden": []}
 ### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(11)
+_g = make_generator(11)
 _lw = torch.randn(50, 4, generator=_g, dtype=torch.float64) * 2
-_w = _lw.exp()
-assert torch.allclose(effective_sample_size(_lw), _w.sum(0) ** 2 / (_w ** 2).sum(0), atol=1e-9)
-assert torch.allclose(effective_sample_size(_lw - 3000.0), _w.sum(0) ** 2 / (_w ** 2).sum(0), atol=1e-6), "shift-invariant"
 record("effective_sample_size of random log-weights", effective_sample_size(_lw), rtol=1e-7, atol=1e-9,
        message="ESS = (sum_i w_i)^2 / sum_i w_i^2 over the k samples (axis 0), one value per example")
 record("effective_sample_size of shifted log-weights", effective_sample_size(_lw - 3000.0), rtol=1e-6, atol=1e-6,
        message="subtract the largest log-weight before exponentiating: the ESS does not change when log w shifts")
 _e = effective_sample_size(torch.randn(200, 6, generator=_g) * 3 - 120.0)
 record("effective_sample_size in float32", _e, rtol=1e-4, atol=1e-3, message="stay finite in float32 for log-weights near -120")
-assert torch.isfinite(_e).all() and (_e >= 1 - 1e-3).all() and (_e <= 200 + 1e-3).all(), "between 1 and k, float32"
 # the exact posterior as proposal: every weight equals p(x), ESS = k; a worse q: fewer
 _m = LinearGaussian.random(4, 2, sigma=0.5, seed=3)
-_x = _m.sample(6, torch.Generator().manual_seed(4))
-for _post, _shift, _check in [("exact", 0.0, lambda e: torch.allclose(e, torch.full_like(e, 30.0), atol=1e-6)),
-                              ("exact", 1.5, lambda e: (e < 25).all())]:
-    _mm = LinearGaussian(_m.W, _m.b, 0.5, posterior=_post, q_shift=_shift)
+_x = _m.sample(6, make_generator(4))
+seed_everything(12)
+for _shift in (0.0, 1.5):
+    _mm = LinearGaussian(_m.W, _m.b, 0.5, posterior="exact", q_shift=_shift)
     _q = _mm.encode(_x)
     _z = _q.sample((30,))
     _lw = _mm.decode(_z.reshape(-1, 2)).log_prob(_x.repeat(30, 1)).reshape(30, 6) + _mm.prior.log_prob(_z) - _q.log_prob(_z)
-    assert _check(effective_sample_size(_lw)), (_post, _shift)
+    record(f"effective_sample_size of 30 weights, exact posterior shifted by {_shift}", effective_sample_size(_lw),
+           rtol=1e-5, atol=1e-5, message="with the exact posterior as proposal every weight is p(x): ESS = k")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -126,7 +123,7 @@ def best_gaussian(log_joint, mu, logvar, steps=500, lr=0.05, n_samples=32):
 # Self-check (b): a 1-D "posterior" N(3, 0.5^2) up to a constant: the best Gaussian is that one
 _target = Normal(torch.tensor(3.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64))
 _mu0, _lv0 = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
-torch.manual_seed(0)
+seed_everything(0)
 _res = best_gaussian(lambda z: _target.log_prob(z[:, 0]), _mu0, _lv0, steps=400, lr=0.05)
 assert isinstance(_res, tuple) and len(_res) == 2, "return the pair (mu, logvar)"
 _mu, _lv = _res
@@ -138,26 +135,33 @@ assert abs(float(_mu[0]) - 3.0) < 0.15, \
 assert abs(float(_lv[0]) - math.log(0.25)) < 0.3, \
     (f"the best log-variance is log 0.25 = {math.log(0.25):.3f}, got {float(_lv[0]):.3f}: without the entropy term "
      "0.5 * sum(logvar) the variance collapses to 0; sigma = exp(0.5 * logvar), not exp(logvar)")
+# a 2-D "posterior" N((3, -1), diag(0.5^2, 2^2)): each coordinate has its own variance, and the entropy term sums over them
+_target2 = Normal(torch.tensor([3.0, -1.0], dtype=torch.float64), torch.tensor([0.5, 2.0], dtype=torch.float64))
+seed_everything(0)
+_mu2, _lv2 = best_gaussian(lambda z: _target2.log_prob(z).sum(1), torch.zeros(2, dtype=torch.float64),
+                           torch.zeros(2, dtype=torch.float64), steps=400, lr=0.05)
+assert _mu2.shape == (2,) and torch.allclose(_mu2, torch.tensor([3.0, -1.0], dtype=torch.float64), atol=0.3), \
+    f"the best mean is (3, -1), got {_mu2.tolist()}: one mean per latent dimension"
+assert torch.allclose(_lv2, torch.log(torch.tensor([0.25, 4.0], dtype=torch.float64)), atol=0.4), \
+    (f"the best log-variances are (log 0.25, log 4) = (-1.39, 1.39), got {[round(v, 2) for v in _lv2.tolist()]}: the "
+     "entropy of q is 0.5 * the SUM of the log-variances (not their mean), and log_joint(z) is averaged over the samples")
 print("(b) self-check passed")
 
-# %% grade={"exercise": "best_gaussian", "points": 2}
+# %% grade={"exercise": "best_gaussian", "points": 2, "forbidden": ["course_lib.evaluate.refine_gaussian", "course_lib.evaluate.inference_gaps"]}
 ### BEGIN HIDDEN TESTS
 # A linear-Gaussian model: the best diagonal Gaussian is known (posterior mean, precisions diag(M)),
 # and the closed-form ELBO of any q gives the gaps exactly.
 _m = LinearGaussian.random(6, 3, sigma=0.5, seed=5, posterior="mean_field")
 _bad = LinearGaussian(_m.W, _m.b, 0.5, posterior="mean_field", q_shift=0.8, q_scale=2.5)   # a poor "encoder"
-_x = _m.sample(3, torch.Generator().manual_seed(6))
-torch.manual_seed(1)
+_x = _m.sample(3, make_generator(6))
+seed_everything(1)
 for _i in range(3):
     _xi = _x[_i:_i + 1]
-    _q0, _qs = _bad.encode(_xi), _m.encode(_xi)          # the encoder's q and the optimum q*
+    _q0 = _bad.encode(_xi)                                # the poor encoder's q: the start
     _lj = lambda z, xi=_xi: _m.decode(z).log_prob(xi.expand(len(z), -1)) + _m.prior.log_prob(z)  # noqa: E731
     _mu, _lv = best_gaussian(_lj, _q0.mean[0], _q0.variance[0].log(), steps=800, lr=0.03, n_samples=32)
     _qr = Independent(Normal(_mu.unsqueeze(0), torch.exp(0.5 * _lv).unsqueeze(0)), 1)
-    _e0, _er, _es = (float(_m.elbo_of(q, _xi)[0]) for q in (_q0, _qr, _qs))
-    assert _er > _es - 0.1, f"example {_i}: ELBO {_er:.3f} of the result, {_es:.3f} at the optimum"
-    assert _er - _e0 > 0.9 * (_es - _e0), "recovers the amortization gap"
-    assert torch.allclose(_mu, _qs.mean[0], atol=0.1), (_mu, _qs.mean[0])
+    _er = float(_m.elbo_of(_qr, _xi)[0])
     record(f"best_gaussian mean, example {_i}", _mu.detach(), rtol=0, atol=0.2,
            message="maximise the reparameterized ELBO over (mu, log sigma^2) by Adam, starting from the encoder's q: "
                    "the result must reach the best Gaussian's mean")
@@ -193,20 +197,16 @@ assert abs(float(_res[0]) - 12.0) < 1e-8, f"FIDs exactly 12 + 500/n give FID_inf
 assert abs(float(_res[1]) - 500.0) < 1e-6, f"... and b = 500, got {float(_res[1])}"
 print("(c) self-check passed")
 
-# %% grade={"exercise": "fid_infinity", "points": 1}
+# %% grade={"exercise": "fid_infinity", "points": 1, "forbidden": []}
 ### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(13)
+_g = make_generator(13)
 _ns = [50, 50, 100, 100, 200, 500, 1000, 1000]
 _f = [7.0 + 900.0 / n + float(torch.randn((), generator=_g)) for n in _ns]
-_x = [1.0 / n for n in _ns]
-_xm, _fm = sum(_x) / len(_x), sum(_f) / len(_f)
-_slope = sum((a - _xm) * (c - _fm) for a, c in zip(_x, _f)) / sum((a - _xm) ** 2 for a in _x)
 _res = fid_infinity(_ns, _f)
-assert abs(_res[1] - _slope) < 1e-6 and abs(_res[0] - (_fm - _slope * _xm)) < 1e-8, "ordinary least squares on 1/n"
-assert isinstance(_res[0], float) and isinstance(_res[1], float), "Python floats"
+record("fid_infinity returns two Python floats", float(all(isinstance(v, float) for v in _res)), atol=0,
+       message="return (float(fid_inf), float(b)), not tensors")
 record("fid_infinity on noisy 1/n data", list(_res), rtol=1e-8, atol=1e-8,
        message="ordinary least squares of FID against x = 1/n: (intercept = FID at n = infinity, slope)")
 _res = fid_infinity(torch.tensor([10, 20]), torch.tensor([3.0, 2.0]))
-assert abs(_res[0] - 1.0) < 1e-9 and abs(_res[1] - 20.0) < 1e-9, "two points: the line through them"
 record("fid_infinity through two points", list(_res), rtol=1e-8, atol=1e-8, message="accept tensors as well as lists")
 ### END HIDDEN TESTS

@@ -264,3 +264,42 @@ def test_score_table_reports_mean_and_std_over_seeds():
 
     text = score_table({"A": [(1.0, 2.0), (3.0, 4.0)]}, columns=("x", "y"))
     assert "2.00 ± 1.41" in text and "3.00 ± 1.41" in text
+
+
+# --- the learned class prior p(z | y) = N(m_y, I) -------------------------------------------------
+def test_class_prior_kl_and_iwae_use_the_class_means():
+    model = _small_cvae(class_prior=True)
+    with torch.no_grad():
+        model.prior_means.copy_(torch.tensor([[1.0, -2.0], [0.0, 0.5], [3.0, 0.0]]))
+    x, y = _batch()
+    torch.manual_seed(5)
+    terms = model.loss(x, y)
+    p_zy = model.conditional_prior(y)
+    assert torch.equal(p_zy.mean, model.prior_means[y].detach()), "m_y is the row of class y"
+    kl = kl_divergence(model.encode(x, y), p_zy).mean()
+    assert torch.allclose(terms["kl"], kl, atol=1e-5), "the loss's KL is KL(q(z|x,y) || N(m_y, I))"
+    # the KL to N(0, I) would be different: the class means are used
+    assert not torch.allclose(kl_divergence(model.encode(x, y), model.prior).mean(), kl, atol=1e-2)
+    # iwae with k = 1 averages to the ELBO with the class prior
+    torch.manual_seed(0)
+    lw = ev.log_weights(model, x, y, k=4000)
+    q = model.encode(x, y)
+    z = q.sample((4000,))
+    direct = (model.decode(z.flatten(0, 1), y.repeat(4000)).log_prob(x.repeat(4000, 1, 1, 1)).view(4000, -1)
+              + p_zy.log_prob(z) - q.log_prob(z)).mean(0).detach()
+    assert torch.allclose(lw.mean(0).float(), direct, atol=0.15), "log-weights use log p(z | y)"
+    # the prior means get gradients, and samples are drawn around m_y
+    terms["loss"].backward()
+    assert model.prior_means.grad is not None and model.prior_means.grad.abs().sum() > 0
+    zero = _small_cvae(class_prior=False)
+    assert zero.prior_means is None and torch.equal(zero.conditional_prior(y).mean, torch.zeros(len(y), 2))
+
+
+def test_class_prior_sample_is_centred_on_the_class_mean():
+    model = _small_cvae(class_prior=True)
+    with torch.no_grad():
+        model.prior_means.copy_(torch.tensor([[5.0, -5.0], [0.0, 0.0], [0.0, 0.0]]))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    shifted = model.sample(4, 0, generator=g1)
+    z = torch.randn(4, 2, generator=g2) + torch.tensor([5.0, -5.0])
+    assert torch.allclose(shifted, model.generate(z, torch.zeros(4, dtype=torch.long)), atol=1e-6)

@@ -479,8 +479,109 @@ def test_eval_plots_draw_without_a_display():
     curve = [{"T": t, "FID": 10 - t, "IS": 1 + t} for t in (0.0, 1.0, 2.0)]
     fig4, axes = figs.temperature_figure(curve, {1.0: (5.0, 0.1), 2.0: (6.0, 0.1)})
     assert len(axes) == 3
+    pr = [{**r, "precision": 0.9 - 0.1 * r["T"], "recall": 0.1 * r["T"], "FID_sd": 0.5} for r in curve]
+    fig5, axes = figs.temperature_figure(pr, {1.0: (5.0, 0.1), 2.0: (6.0, 0.1)})
+    assert len(axes) == 4 and axes[2].get_legend() is not None, "a precision/recall panel"
+    fig6, axes = figs.kid_bias_figure(spread, {"p": spread["p"], "q": spread["p"]})
+    assert len(axes) == 3, "the FID, then one KID panel per pool"
+    fig7, _ = figs.image_sets_figure(imgs, {"a": (1.0, 2.0), "b": (10.0, 3.0)}, errors={"a": (0.1, 0.1), "b": (1.0, 0.2)})
     assert figs.grey_fraction(torch.tensor([0.0, 0.5, 1.0, 0.95])) == 0.25
     import matplotlib.pyplot as plt
 
-    for f in (fig, fig2, fig3, fig4):
+    for f in (fig, fig2, fig3, fig4, fig5, fig6, fig7):
         plt.close(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# KID (Binkowski et al. 2018)
+# ---------------------------------------------------------------------------------------------
+def _kid_by_loops(r, g):
+    """The unbiased MMD^2 with the cubic polynomial kernel, written pair by pair (O(n^2) Python loops)."""
+    f = r.shape[1]
+    k = lambda a, b: (float(a @ b) / f + 1.0) ** 3  # noqa: E731
+    m, n = len(r), len(g)
+    rr = sum(k(r[i], r[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    gg = sum(k(g[i], g[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    rg = sum(k(r[i], g[j]) for i in range(m) for j in range(n)) / (m * n)
+    return rr + gg - 2 * rg
+
+
+def test_kid_matches_the_direct_pairwise_sum():
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(13, 4, generator=g, dtype=torch.float64)
+    x = 0.5 + 1.3 * torch.randn(9, 4, generator=g, dtype=torch.float64)     # different sizes, different law
+    assert ev.kid(r, x) == pytest.approx(_kid_by_loops(r, x), rel=1e-10, abs=1e-12)
+    assert ev.kid(r, x) == pytest.approx(ev.kid(x, r), rel=1e-10), "symmetric in its two sets"
+    assert ev.kid(r, x) > 0
+
+
+def test_kid_with_features_callable():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(20, 1, 4, 4, generator=g), torch.rand(15, 1, 4, 4, generator=g) ** 2
+    feats = lambda x: x.flatten(1)  # noqa: E731
+    assert ev.kid(a, b, features=feats) == pytest.approx(_kid_by_loops(a.flatten(1).double(), b.flatten(1).double()),
+                                                           rel=1e-6)
+
+
+def test_kid_is_unbiased_where_fid_is_not():
+    """Samples of one law: the KID's mean is the same at every n (0 with fresh sets on both sides); the FID's
+    mean is positive and falls with n."""
+    g = torch.Generator().manual_seed(2)
+    pool, ref = torch.randn(4000, 3, generator=g, dtype=torch.float64), torch.randn(400, 3, generator=g, dtype=torch.float64)
+    kids = ev.kid_spread(ref, {"p": pool}, [10, 200], draws=200, seed=0)["p"]
+    fids = ev.fid_spread(ref, {"p": pool}, [10, 200], draws=200, seed=0)["p"]
+    se = lambda v: float(v.std()) / math.sqrt(len(v))  # noqa: E731
+    assert abs(kids[10].mean() - kids[200].mean()) < 4 * math.hypot(se(kids[10]), se(kids[200])), "KID: no bias in n"
+    assert fids[10].mean() > 5 * fids[200].mean() > 0, "the FID is biased upwards at small n"
+    fresh = torch.tensor([ev.kid(torch.randn(8, 3, generator=g, dtype=torch.float64),
+                                 torch.randn(8, 3, generator=g, dtype=torch.float64)) for _ in range(400)])
+    assert abs(fresh.mean()) < 4 * se(fresh), "fresh sets of one law: the KID averages to 0"
+
+
+def test_kid_errors():
+    with pytest.raises(ValueError, match="at least 2"):
+        ev.kid(torch.zeros(1, 3), torch.zeros(5, 3))
+    with pytest.raises(ValueError, match="feature sizes"):
+        ev.kid(torch.zeros(4, 3), torch.zeros(5, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision and recall (Kynkäänniemi et al. 2019)
+# ---------------------------------------------------------------------------------------------
+def test_knn_radii_on_a_line():
+    x = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
+    assert torch.allclose(ev.knn_radii(x, k=1), torch.tensor([1.0, 1.0, 2.0, 3.0], dtype=torch.float64))
+    assert torch.allclose(ev.knn_radii(x, k=2), torch.tensor([3.0, 2.0, 3.0, 5.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="k must be"):
+        ev.knn_radii(x, k=4)
+
+
+def _two_clusters(n=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    b = torch.randn(n, 2, generator=g, dtype=torch.float64) + torch.tensor([100.0, 0.0], dtype=torch.float64)
+    return a, b
+
+
+def test_precision_recall_known_answers():
+    a, b = _two_clusters()
+    real = torch.cat([a, b])
+    assert ev.precision_recall(real, real.clone()) == (1.0, 1.0), "the data itself: precision = recall = 1"
+    # a model that covers one of the two modes exactly: every sample is realistic, half the data is missed
+    assert ev.precision_recall(real, a.clone()) == (1.0, 0.5)
+    # samples far from the data: none is realistic, none of the data is covered
+    assert ev.precision_recall(real, real + 1000.0) == (0.0, 0.0)
+    # half the samples on the data (all of it covered), half far away: precision 1/2, recall 1
+    assert ev.precision_recall(real, torch.cat([real, real + 1000.0])) == (0.5, 1.0)
+
+
+def test_precision_recall_truncation_trade_off():
+    """A narrower generator (the truncation / low-temperature trick) trades recall for precision."""
+    g = torch.Generator().manual_seed(3)
+    real = torch.randn(600, 2, generator=g, dtype=torch.float64)
+    narrow = 0.3 * torch.randn(600, 2, generator=g, dtype=torch.float64)
+    wide = 3.0 * torch.randn(600, 2, generator=g, dtype=torch.float64)
+    p_n, r_n = ev.precision_recall(real, narrow)
+    p_w, r_w = ev.precision_recall(real, wide)
+    assert p_n > 0.95 and r_n < 0.5, (p_n, r_n)
+    assert p_w < 0.6 and r_w > 0.9, (p_w, r_w)

@@ -13,7 +13,7 @@ from ..models.cvae import soft_label
 from ..plots import PALETTE, show_images
 
 __all__ = ["split_halves", "join_halves", "generated_class_accuracy", "accuracy_bars", "completion_grid",
-           "mixing_row", "class_mixer", "score_table"]
+           "mixing_row", "class_mixer", "score_table", "prior_hole_figure"]
 
 
 def split_halves(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,3 +117,23 @@ def score_table(table: dict, columns=("FID-digits", "IS-digits", "confidence")) 
         std = t.std(0) if len(t) > 1 else torch.zeros(t.shape[1])
         lines.append(f"{name:<8}" + "".join(f"{m:>11.2f} ± {s:<5.2f}" for m, s in zip(t.mean(0), std)))
     return "\n".join(lines)
+
+
+def prior_hole_figure(codes: torch.Tensor, labels: torch.Tensor, cls: int, ax=None, title: str = ""):
+    """2-D posterior means of every class (grey) and of class ``cls`` (colour), over the 1-, 2- and 3-sigma
+    circles of N(0, I), with the class's mean code marked."""
+    codes, labels = torch.as_tensor(codes).float(), torch.as_tensor(labels)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5.5))
+    mine = labels == cls
+    ax.scatter(codes[~mine, 0], codes[~mine, 1], s=6, color="0.75", label="other classes")
+    ax.scatter(codes[mine, 0], codes[mine, 1], s=12, color=PALETTE["vermillion"], label=f"class {cls}")
+    centre = codes[mine].mean(0)
+    ax.plot(*centre, marker="X", ms=14, color=PALETTE["black"], ls="none", label=f"mean of class {cls}")
+    t = np.linspace(0, 2 * np.pi, 200)
+    for r in (1, 2, 3):
+        ax.plot(r * np.cos(t), r * np.sin(t), color=PALETTE["blue"], lw=1, ls="--" if r > 1 else "-")
+    ax.set_aspect("equal")
+    ax.set(xlabel="z_1", ylabel="z_2", title=title)
+    ax.legend(fontsize=12, loc="upper right")
+    return ax

@@ -12,7 +12,7 @@ import torch
 from ..plots import PALETTE, show_images
 
 __all__ = ["estimator_check_figure", "nll_vs_k_figure", "gaps_figure", "image_sets_figure",
-           "fid_spread_figure", "temperature_figure", "grey_fraction"]
+           "fid_spread_figure", "kid_bias_figure", "temperature_figure", "grey_fraction"]
 
 C = PALETTE
 FS = 12   # legend and tick font size: readable from the back of a room
@@ -75,8 +75,10 @@ def gaps_figure(gaps: dict):
     return fig, ax
 
 
-def image_sets_figure(sets: dict, scores: dict, n_show: int = 36):
-    """Top row: a grid of images for each set; bottom row: bars of FID (log scale) and IS per set."""
+def image_sets_figure(sets: dict, scores: dict, n_show: int = 36, errors: dict | None = None):
+    """Top row: a grid of images for each set; bottom row: bars of FID (log scale) and IS per set.
+
+    ``scores[name] = (FID, IS)``; ``errors[name] = (std of the FID, std of the IS)`` over repeats, drawn as bars."""
     names = list(sets)
     m = len(names)
     fig = plt.figure(figsize=(13, 7))
@@ -90,7 +92,8 @@ def image_sets_figure(sets: dict, scores: dict, n_show: int = 36):
     axes = [fig.add_subplot(grid[1, :m]), fig.add_subplot(grid[1, m:])]
     for ax, idx, title, log in [(axes[0], 0, "FID-digits (lower is better)", True),
                                 (axes[1], 1, "IS-digits (higher is better)", False)]:
-        ax.bar(range(m), [scores[n][idx] for n in names], color=colors)
+        ax.bar(range(m), [scores[n][idx] for n in names], color=colors,
+               yerr=None if errors is None else [errors[n][idx] for n in names], capsize=5)
         if log:
             ax.set_yscale("log")
         ax.set_xticks(range(m))
@@ -128,21 +131,65 @@ def fid_spread_figure(spread: dict, fit_c: float | None = None):
     return fig, axes
 
 
+def kid_bias_figure(fid_spread: dict, kid_spread: dict):
+    """FID of every pool (left, log scale), then the KID of each pool on its own axis: mean ± standard
+    error over the draws against the number of images n."""
+    pools = list(kid_spread)
+    fig, axes = plt.subplots(1, 1 + len(pools), figsize=(5 * (1 + len(pools)), 4.4))
+    colors = [C["blue"], C["green"], C["orange"], C["purple"]]
+
+    def curve(ax, by_n, color, label):
+        ns = np.array(sorted(by_n))
+        mean = np.array([float(by_n[n].mean()) for n in ns])
+        se = np.array([float(by_n[n].std()) / np.sqrt(len(by_n[n])) for n in ns])
+        ax.errorbar(ns, mean, yerr=se, marker="o", capsize=4, color=color, label=label)
+        ax.set_xscale("log")
+
+    for (pool, by_n), color in zip(fid_spread.items(), colors):
+        curve(axes[0], by_n, color, pool)
+    axes[0].set_yscale("log")
+    axes[0].legend(fontsize=FS)
+    _style(axes[0], "FID", "number of images n", "FID (mean ± s.e.)")
+    for ax, pool, color in zip(axes[1:], pools, colors):
+        curve(ax, kid_spread[pool], color, pool)
+        ax.axhline(0.0, color=C["black"], lw=1, ls=":")
+        _style(ax, f"KID: {pool}", "number of images n", "KID (mean ± s.e.)")
+    fig.tight_layout()
+    return fig, axes
+
+
 def temperature_figure(curve: list, nll: dict | None = None):
-    """FID, IS and (optionally) the NLL of the tempered model against the temperature T."""
+    """FID, IS, precision/recall and (optionally) the NLL of the tempered model against the temperature T.
+
+    ``curve``: one dict per T with keys ``T``, ``FID``, ``IS`` and optionally ``FID_sd``, ``IS_sd`` (error
+    bars), ``precision``, ``recall`` (and ``precision_sd``, ``recall_sd``)."""
     ts = [r["T"] for r in curve]
     panels = [("FID", "FID (lower is better)", C["blue"]), ("IS", "IS (higher is better)", C["vermillion"])]
-    n = len(panels) + (nll is not None)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4))
+    has_pr = "precision" in curve[0]
+    n = len(panels) + has_pr + (nll is not None)
+    rows, cols = (1, n) if n <= 3 else (2, 2)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols if rows == 1 else 11, 4 * rows), squeeze=False)
+    axes = list(axes.flat)[:n]
     for ax, (key, title, color) in zip(axes, panels):
-        ax.plot(ts, [r[key] for r in curve], "o-", color=color)
+        ax.errorbar(ts, [r[key] for r in curve], yerr=[r.get(key + "_sd", 0.0) for r in curve], fmt="o-",
+                    capsize=3, color=color)
         ax.axvline(1.0, color=C["black"], ls=":", lw=1)
         _style(ax, title, "temperature T", key)
+    i = len(panels)
+    if has_pr:
+        for key, color, marker in [("precision", C["blue"], "o"), ("recall", C["orange"], "s")]:
+            axes[i].errorbar(ts, [r[key] for r in curve], yerr=[r.get(key + "_sd", 0.0) for r in curve],
+                             marker=marker, capsize=3, color=color, label=key)
+        axes[i].axvline(1.0, color=C["black"], ls=":", lw=1)
+        axes[i].set_ylim(-0.03, 1.03)
+        axes[i].legend(fontsize=FS)
+        _style(axes[i], "precision and recall (k = 3)", "temperature T", "fraction")
+        i += 1
     if nll is not None:
         t = sorted(nll)
-        axes[-1].errorbar(t, [nll[x][0] for x in t], yerr=[nll[x][1] for x in t], marker="s", capsize=3,
-                          color=C["green"])
-        axes[-1].axvline(1.0, color=C["black"], ls=":", lw=1)
-        _style(axes[-1], "NLL of test digits under p_T (lower is better)", "temperature T", "nats per image")
+        axes[i].errorbar(t, [nll[x][0] for x in t], yerr=[nll[x][1] for x in t], marker="s", capsize=3,
+                         color=C["green"])
+        axes[i].axvline(1.0, color=C["black"], ls=":", lw=1)
+        _style(axes[i], "NLL of test digits under p_T (lower is better)", "temperature T", "nats per image")
     fig.tight_layout()
     return fig, axes

@@ -6,7 +6,9 @@ The condition y enters both networks **by concatenation** (seed 002, "Entraînem
 - ``decode(z, y)`` -> p_theta(x|z, y) = Bernoulli(logits = f_theta([z, y])) (or N(f_theta([z, y]), gamma^2 I)),
   whose ``log_prob(x)`` sums over pixels;
 - ``prior`` -> p(z) = N(0, I), the same for every y (the seed's generation: choose y, draw z ~ p(z),
-  concatenate [y, z], decode);
+  concatenate [y, z], decode); with ``class_prior=True`` a learned prior per condition,
+  p(z | y) = N(m_y, I) with ``m_y = y @ prior_means`` (one learned mean per class; Sohn et al.'s prior
+  network in its simplest form), given by ``conditional_prior(y)``;
 - ``loss(x, y)`` -> the negative conditional ELBO, in nats per example:
 
   .. math::
@@ -89,7 +91,7 @@ class CVAE(nn.Module):
     """
 
     def __init__(self, shape, num_classes: int, latent_dim: int = 16, hidden=(256,),
-                 likelihood: str = "bernoulli", gamma: float = 1.0, activation=nn.ReLU):
+                 likelihood: str = "bernoulli", gamma: float = 1.0, activation=nn.ReLU, class_prior: bool = False):
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"unknown likelihood {likelihood!r}; choose 'bernoulli' or 'gaussian'.")
@@ -106,6 +108,8 @@ class CVAE(nn.Module):
         self.encoder = mlp([n + self.num_classes, *hidden, 2 * self.latent_dim], activation)
         self.decoder = mlp([self.latent_dim + self.num_classes, *reversed(hidden), n], activation)
         self.register_buffer("_zero", torch.zeros(self.latent_dim), persistent=False)
+        # p(z | y) = N(m_y, I): one learned mean per class (rows), m_y = condition vector @ prior_means
+        self.prior_means = nn.Parameter(torch.zeros(self.num_classes, self.latent_dim)) if class_prior else None
 
     # --- the latent-variable model API ---------------------------------------------------
     def _y(self, y, batch: int) -> torch.Tensor:
@@ -139,8 +143,19 @@ class CVAE(nn.Module):
 
     @property
     def prior(self) -> Independent:
-        """p(z) = N(0, I), whatever y."""
+        """p(z) = N(0, I), whatever y (with ``class_prior=True`` the prior depends on y: ``conditional_prior``)."""
         return Independent(Normal(self._zero, torch.ones_like(self._zero)), 1)
+
+    def prior_mean(self, y, batch: int) -> torch.Tensor:
+        """m_y of each example, (batch, latent_dim): zeros without a class prior."""
+        if self.prior_means is None:
+            return self._zero.expand(batch, -1)
+        return self._y(y, batch) @ self.prior_means
+
+    def conditional_prior(self, y) -> Independent:
+        """p(z | y) = N(m_y, I), batch shape (batch,) (N(0, I) for every y without a class prior)."""
+        m = self.prior_mean(y, len(condition_vector(y, self.num_classes, what=type(self).__name__)))
+        return Independent(Normal(m, torch.ones_like(m)), 1)
 
     # --- training ------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, y=None) -> dict:
@@ -151,7 +166,7 @@ class CVAE(nn.Module):
             recon = bernoulli_nll(self.decoder_logits(z, y), x).mean()
         else:
             recon = -self.decode(z, y).log_prob(x).mean()
-        kl = gaussian_kl(mu, logvar).mean()
+        kl = gaussian_kl(mu - self.prior_mean(y, len(x)), logvar).mean()   # KL(q || N(m_y, I)): shift by m_y
         return {"loss": recon + kl, "recon": recon, "kl": kl}
 
     # --- using a trained model -----------------------------------------------------------
@@ -166,8 +181,9 @@ class CVAE(nn.Module):
         if not torch.is_tensor(y) or len(y) != int(n):
             raise ValueError(f"sample(n, y): y must be an int class or a tensor of n = {n} labels/conditions, "
                              f"got {type(y).__name__}{'' if not torch.is_tensor(y) else tuple(y.shape)}.")
+        y = y.to(self._zero.device)
         z = torch.randn(int(n), self.latent_dim, generator=generator).to(self._zero.device)
-        return self.decode(z, y.to(self._zero.device)).mean
+        return self.decode(z + self.prior_mean(y, int(n)), y).mean
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, y) -> torch.Tensor:
