@@ -166,7 +166,7 @@ z_q_toy = codes[k[:5]]
 z_tilde = z_e_toy + (z_q_toy - z_e_toy).detach()                # straight-through
 upstream = torch.randn(5, 2, generator=generator)               # any gradient coming from the decoder
 z_tilde.backward(upstream)
-assert torch.allclose(z_tilde.detach(), z_q_toy), "forward: the decoder sees the code (up to rounding)"
+assert torch.allclose(z_tilde.detach(), z_q_toy, atol=1e-6), "forward: the decoder sees the code (up to rounding)"
 assert torch.equal(z_e_toy.grad, upstream), "backward: the encoder gets the decoder's gradient unchanged"
 print("z_e gets exactly the gradient that arrived at z_q:", torch.equal(z_e_toy.grad, upstream))
 
@@ -296,7 +296,8 @@ dist = {omega: np.array([terms[omega, s]["commitment"] for s in SEEDS]) for omeg
 for omega in OMEGAS:
     print(f"omega = {omega:4}: test recon {recon[omega].mean():5.1f} +- {recon[omega].std(ddof=1):4.1f} nats "
           f"(seeds: {np.round(recon[omega], 1)}); distance to the codes per seed {np.round(dist[omega], 1)}")
-assert (recon[0.0] - recon[0.25]).min() > 10, "on every seed, reconstructions are worse without commitment"
+print("gap per seed (same seed, omega = 0 minus omega = 0.25):", np.round(recon[0.0] - recon[0.25], 1), "nats")
+assert (recon[0.0] > recon[0.25]).all(), "on each seed, reconstructions are worse without commitment"
 
 # %% slideshow={"slide_type": "subslide"}
 plot_code_watch({rf"$\omega = {omega}$": [hist[omega, s] for s in SEEDS] for omega in OMEGAS})
@@ -305,14 +306,14 @@ plt.gcf().tight_layout()
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# What the three seeds agree on: **without commitment the reconstructions are worse**, by more than 10 nats on
-# every seed (the means and spreads are printed above). What they do not agree on: the encoder's scale and its
+# What the three seeds show: **without commitment the reconstructions are worse on each seed**, by a gap that
+# varies a lot from seed to seed (printed above; over nine seed pairs, course seeds 0-2, from 8 to 134 nats). What they do not agree on: the encoder's scale and its
 # distance to the codes end up smaller on some seeds and larger on others without commitment, so in runs this
 # short they are no reliable symptom; positions keep switching codes with or without it.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# What holds on every seed: without commitment the reconstructions are much worse (asserted: by more than 10
-# nats on each seed; the spread is printed). What does not: the encoder's scale and its distance to the codes.
+# What holds across seeds: without commitment the reconstructions are worse on each seed (asserted; the gap is
+# heavy-tailed: 8 to 134 nats over nine seed pairs, so a mean +- sd would mislead). What does not: the encoder's scale and its distance to the codes.
 # In these short runs they are often SMALLER without commitment (the codes chase the encoder, which stays near its
 # small initial outputs), and on some seeds or in longer runs they blow up (seed 0 of a 6-epoch run: scale x7,
 # distance x40). The seed's sentence "nothing stops the encoder from drifting" is about that freedom, not a rule
@@ -455,8 +456,8 @@ mse_vae = ((recons_vae - test.images) ** 2).sum((1, 2, 3)).mean().item()
 print(f"VQ-VAE: {bits_vq:.0f} bits, recon {trained['recon']:.1f} nats, squared error {mse_vq:.1f}, accuracy {acc_recon:.1%}")
 print(f"VAE   : {bits_vae:.0f} bits, recon {vae_terms['recon']:.1f} nats, squared error {mse_vae:.1f}, accuracy {acc_vae:.1%}")
 assert abs(bits_vae - bits_vq) < 0.25 * bits_vq, "comparable rates (within 25 %)"
-assert abs(trained["recon"] - vae_terms["recon"]) < 0.1 * vae_terms["recon"], "about as good: recon within 10 %"
-assert abs(mse_vq - mse_vae) < 0.15 * mse_vae, "... and squared errors within 15 %"
+assert trained["recon"] < 1.1 * vae_terms["recon"], "at least about as good: recon at most 10 % above the VAE's"
+assert mse_vq < 1.15 * mse_vae, "... and squared errors at most 15 % above the VAE's"
 
 # %% slideshow={"slide_type": "subslide"}
 show_images(torch.cat([test.images[:N_SHOW], recons[:N_SHOW], recons_vae[:N_SHOW]]), nrow=N_SHOW,
@@ -465,8 +466,8 @@ plt.gcf().set_size_inches(12, 4.2)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# At about the same number of bits, the 49 integers reconstruct about as well as 64 real numbers: discretising costs
-# little here. What it buys is a code that a prior can model exactly (a categorical distribution per cell, lesson 8).
+# At about the same number of bits, the 49 integers reconstruct at least about as well as 64 real numbers (on some
+# course seeds clearly better): discretising costs little here. What it buys is a code that a prior can model exactly (a categorical distribution per cell, lesson 8).
 # Caveats for the room: the two networks differ (convolutional vs fully connected) and both are trained briefly in
 # quick mode, so this compares two models, not two posteriors alone; and 49 log2 K is
 # an upper bound on what the codes carry (an entropy coder would use about 49 log2(perplexity) bits if the codes were
@@ -562,9 +563,9 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 #
 # 1. A VQ-VAE replaces $\mathcal{N}(\mu_x, \sigma_x^2)$ by a grid of nearest codes from a learned codebook; with a uniform prior the KL is the constant $N \log K$ (VQ-ELBO, eq. 2).
 # 2. The argmin is crossed by the straight-through gradient $z_e + \mathrm{sg}[z_q - z_e]$; the loss has three terms: reconstruction, codebook (moves the codes), commitment (holds the encoder).
-# 3. Without the commitment term reconstructions are worse on every seed tried (three seeds, short runs); the encoder's scale and distance to the codes are free to wander, in either direction.
+# 3. Without the commitment term reconstructions are worse on each seed tried (short runs, by a gap that varies a lot); the encoder's scale and distance to the codes are free to wander, in either direction.
 # 4. Watch the codebook: usage histogram, perplexity (at a fixed evaluation set: it grows with the batch size), dead codes; EMA updates and restarts keep it alive. A code means something only in the context of its neighbours.
-# 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs about as well as a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
+# 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs at least about as well as a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## References, and what we got
