@@ -307,13 +307,13 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # What the three seeds show: **without commitment the reconstructions are worse on each seed**, by a gap that
-# varies a lot from seed to seed (printed above; over nine seed pairs, course seeds 0-2, from 8 to 134 nats). What they do not agree on: the encoder's scale and its
+# varies a lot from seed to seed (printed above; over twelve seed pairs, course seeds 0-3, from 8 to 151 nats). What they do not agree on: the encoder's scale and its
 # distance to the codes end up smaller on some seeds and larger on others without commitment, so in runs this
 # short they are no reliable symptom; positions keep switching codes with or without it.
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # What holds across seeds: without commitment the reconstructions are worse on each seed (asserted; the gap is
-# heavy-tailed: 8 to 134 nats over nine seed pairs, so a mean +- sd would mislead). What does not: the encoder's scale and its distance to the codes.
+# heavy-tailed: 8 to 151 nats over twelve seed pairs, course seeds 0-3, so a mean +- sd would mislead). What does not: the encoder's scale and its distance to the codes.
 # In these short runs they are often SMALLER without commitment (the codes chase the encoder, which stays near its
 # small initial outputs), and on some seeds or in longer runs they blow up (seed 0 of a 6-epoch run: scale x7,
 # distance x40). The seed's sentence "nothing stops the encoder from drifting" is about that freedom, not a rule
