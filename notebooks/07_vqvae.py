@@ -14,12 +14,14 @@
 #
 # **You need** lesson 2 (the ELBO) and lesson 3 (the Gaussian VAE).
 #
-# **Run time** quick mode (CPU, 4,000 MNIST digits): about 30 s. Full mode (all of MNIST, GPU): not measured.
+# **Run time** quick mode (CPU, 4,000 MNIST digits): under a minute of CPU (55 s of user + system time measured on
+# a shared 2-core machine, checkpoints cold). Full mode: see the last slide.
 #
 # **Units** every loss is in **nats per example**: summed over pixels, grid positions and code dimensions, averaged
 # over the batch. Rates are in **bits per image**.
 
 # %% slideshow={"slide_type": "skip"}
+import itertools
 import math
 
 import matplotlib.pyplot as plt
@@ -37,7 +39,7 @@ from course_lib.plots import show_images
 from course_lib.runtime import describe, get_device, pick, seed_everything
 from course_lib.train import evaluate_terms, fit
 from course_lib.figures.vqvae import (code_grid_editor, code_patches, edit_code_grid, plot_code_cells, plot_code_watch,
-                                   show_code_grid, usage_histogram)
+                                      show_code_grid, usage_histogram)
 
 generator = seed_everything(0)
 device = get_device()
@@ -52,8 +54,9 @@ print(describe())
 CFG = lesson7_config()                 # the main VQ-VAE: pick(quick, full) inside, printed below
 VAE_LATENT, VAE_BETA = 64, 0.02       # the Gaussian VAE of section 10: small beta, a rate like the VQ-VAE's
 VAE_EPOCHS = pick(20, 30)              # about the CPU time of the VQ-VAE's training in quick mode
-SHORT = dict(epochs=6, batch_size=64, lr=3e-3)  # the ablations of sections 7 and 9: a short run on 4,000 digits,
-N_SHORT = 4000                                  # the same in both modes (it is the quick-mode run of the main model)
+SHORT = dict(epochs=3, batch_size=64, lr=3e-3)  # the ablations of sections 7 and 9: a short run on 4,000 digits,
+N_SHORT = 4000                                  # the same in both modes
+SEEDS, OMEGAS = (0, 1, 2), (0.25, 0.0)         # section 7: three seeds per commitment weight
 N_SHOW = 10
 print(CFG)
 
@@ -163,7 +166,7 @@ z_q_toy = codes[k[:5]]
 z_tilde = z_e_toy + (z_q_toy - z_e_toy).detach()                # straight-through
 upstream = torch.randn(5, 2, generator=generator)               # any gradient coming from the decoder
 z_tilde.backward(upstream)
-assert torch.allclose(z_tilde.detach(), z_q_toy), "forward: the decoder sees the code (up to rounding)"
+assert torch.allclose(z_tilde.detach(), z_q_toy, atol=1e-6), "forward: the decoder sees the code (up to rounding)"
 assert torch.equal(z_e_toy.grad, upstream), "backward: the encoder gets the decoder's gradient unchanged"
 print("z_e gets exactly the gradient that arrived at z_q:", torch.equal(z_e_toy.grad, upstream))
 
@@ -179,21 +182,25 @@ print("z_e gets exactly the gradient that arrived at z_q:", torch.equal(z_e_toy.
 #
 # $$\ell(x) = \underbrace{-\log p_\theta(x \mid z_q(x))}_{\texttt{recon}:\ \text{decoder and encoder}}
 #   + \underbrace{\lVert \mathrm{sg}[z_e(x)] - e \rVert_2^2}_{\texttt{codebook}:\ \text{codes only}}
-#   + \beta \underbrace{\lVert z_e(x) - \mathrm{sg}[e] \rVert_2^2}_{\texttt{commitment}:\ \text{encoder only}}, \qquad \beta = 0.25. \tag{3}$$
+#   + \omega \underbrace{\lVert z_e(x) - \mathrm{sg}[e] \rVert_2^2}_{\texttt{commitment}:\ \text{encoder only}}, \qquad \omega = 0.25. \tag{3}$$
 #
 # - **recon** trains the decoder, and the encoder through the straight-through path;
 # - **codebook** moves each code towards the encoder outputs assigned to it (a k-means step by gradient);
 # - **commitment** keeps the encoder close to the codes it chose: "nothing stops the encoder from drifting
 #   away from the dictionary, or oscillating between several codes".
 #
-# *Erratum*: the seed writes $\log p_\theta(x \mid z_q(x)) + \lVert\cdot\rVert^2 + \beta\lVert\cdot\rVert^2$, mixing a term to maximise
-# with two to minimise; (3) has the minus sign on the log-likelihood, as in van den Oord et al. (2017), eq. 3.
+# *On the sign*: the seed writes $\log p_\theta(x \mid z_q(x)) + \lVert\mathrm{sg}[z_e(x)] - e\rVert^2 + \beta\lVert z_e(x) - \mathrm{sg}[e]\rVert^2$,
+# exactly as van den Oord et al. (2017) print their eq. 3. Read literally, it adds a term to maximise to two terms
+# to minimise; the paper's text says which parameters minimise which term (decoder: the first; encoder: the first
+# and the last; codes: the middle one), so its first term is used as a reconstruction **loss**. (3) writes that
+# minus sign explicitly. The paper calls the commitment weight $\beta$; this course keeps $\beta$ for the KL weight
+# of lesson 4, so here it is $\omega$ (`commitment_weight` in `course_lib`).
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Read the stop-gradients aloud: in the codebook term z_e is a constant, so only e moves (towards z_e); in the
-# commitment term e is a constant, so only the encoder moves (towards e). Ask: "Why a small beta?" The encoder
+# commitment term e is a constant, so only the encoder moves (towards e). Ask: "Why a small omega?" The encoder
 # already gets the reconstruction gradient; the commitment term only has to keep it near the codes. The paper found
-# results robust for beta between 0.1 and 2.
+# results robust for the weight between 0.1 and 2.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Which parameters each term moves, checked with autograd on a (plain, gradient-trained) VQ-VAE:
@@ -234,7 +241,7 @@ assert math.isclose(trained["neg_elbo"], trained["recon"] + 49 * math.log(K), re
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The configuration printed at the top is the one lesson 8 loads. The test negative VQ-ELBO (recon + 49 log K) is
 # not comparable with a Gaussian VAE's negative ELBO as a likelihood: N log K is the cost of a uniform prior over
-# codes, which is a poor prior; lesson 8 replaces it by a learned one and the bound tightens.
+# codes, which is a poor prior; lesson 8 replaces it by a learned one and computes the tighter bound (its eq. 7).
 
 # %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
@@ -270,38 +277,49 @@ assert acc_recon > acc_real - 0.05, "reconstructions are recognised within 5 poi
 # ## 7. Without the commitment term
 #
 # The seed's loss (3) exactly: codes trained by the codebook term (no moving averages), dead codes restarted.
-# Two short runs (`SHORT`: 6 epochs on 4,000 digits, in both modes), same data and seed: $\beta = 0.25$ and
-# $\beta = 0$. A callback (`watch_codes`) logs after each epoch, on 500 fixed training images, the encoder's scale
-# $\lVert z_e(x) \rVert^2$ and the fraction of their codes that changed since the previous epoch.
+# Short runs (`SHORT`: 3 epochs on 4,000 digits, in both modes) with $\omega = 0.25$ and $\omega = 0$, each on
+# three seeds, to see what is an effect of $\omega$ and what is the luck of a seed. A callback (`watch_codes`)
+# logs after each epoch, on 500 fixed training images, the encoder's scale $\lVert z_e(x) \rVert^2$, the distance
+# to the codes and the fraction of positions whose code changed since the previous epoch.
 
 # %% slideshow={"slide_type": "subslide"}
 probe, short = binarize_static(train.images[:500]), train.take(N_SHORT)
-runs, hist = {}, {}
-for beta in (0.25, 0.0):
-    seed_everything(0)
-    runs[beta] = VQVAE(train.shape, **{**CFG["model"], "ema": False, "beta": beta})
-    hist[beta] = fit(runs[beta], short, **SHORT, transform=binarize_dynamic, progress=False,
-                     checkpoint=f"lesson07-vq-plain-beta{beta}", callbacks=[watch_codes(probe)]).train
-test_terms = {beta: evaluate_terms(m, test_bin) for beta, m in runs.items()}
-for beta in runs:
-    print(f"beta = {beta}: ||z_e||^2 {hist[beta]['z_norm'][-1]:8.0f}, distance to codes {test_terms[beta]['commitment']:7.1f}, "
-          f"codes changed {np.mean(hist[beta]['codes_changed'][2:]):.0%} per epoch, test recon {test_terms[beta]['recon']:.1f}")
-assert hist[0.0]["z_norm"][-1] > 5 * hist[0.25]["z_norm"][-1], "without commitment the encoder's outputs drift away"
-assert test_terms[0.0]["commitment"] > 20 * test_terms[0.25]["commitment"], "... and away from the codes"
-assert np.mean(hist[0.0]["codes_changed"][2:]) > 1.3 * np.mean(hist[0.25]["codes_changed"][2:]), "codes oscillate"
-assert test_terms[0.0]["recon"] > test_terms[0.25]["recon"] + 10, "... and reconstructions get worse"
+runs, hist, terms = {}, {}, {}
+for omega, s in itertools.product(OMEGAS, SEEDS):
+    seed_everything(s)
+    runs[omega, s] = VQVAE(train.shape, **{**CFG["model"], "ema": False, "commitment_weight": omega})
+    hist[omega, s] = fit(runs[omega, s], short, **SHORT, seed=s, transform=binarize_dynamic, progress=False,
+                         checkpoint=f"lesson07-vq-plain-w{omega}", callbacks=[watch_codes(probe)]).train
+    terms[omega, s] = evaluate_terms(runs[omega, s], test_bin)
+recon = {omega: np.array([terms[omega, s]["recon"] for s in SEEDS]) for omega in OMEGAS}
+dist = {omega: np.array([terms[omega, s]["commitment"] for s in SEEDS]) for omega in OMEGAS}
+for omega in OMEGAS:
+    print(f"omega = {omega:4}: test recon {recon[omega].mean():5.1f} +- {recon[omega].std(ddof=1):4.1f} nats "
+          f"(seeds: {np.round(recon[omega], 1)}); distance to the codes per seed {np.round(dist[omega], 1)}")
+print("gap per seed (same seed, omega = 0 minus omega = 0.25):", np.round(recon[0.0] - recon[0.25], 1), "nats")
+assert (recon[0.0] > recon[0.25]).all(), "on each seed, reconstructions are worse without commitment"
 
 # %% slideshow={"slide_type": "subslide"}
-plot_code_watch({rf"$\beta = {beta}$": hist[beta] for beta in runs})
+plot_code_watch({rf"$\omega = {omega}$": [hist[omega, s] for s in SEEDS] for omega in OMEGAS})
+plt.gcf().suptitle("Three seeds per weight (one line each), on 500 fixed training images", y=1.02)
 plt.gcf().tight_layout()
 plt.show()
 
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# What the three seeds show: **without commitment the reconstructions are worse on each seed**, by a gap that
+# varies a lot from seed to seed (printed above; over twelve seed pairs, course seeds 0-3, from 8 to 151 nats). What they do not agree on: the encoder's scale and its
+# distance to the codes end up smaller on some seeds and larger on others without commitment, so in runs this
+# short they are no reliable symptom; positions keep switching codes with or without it.
+
 # %% [markdown] slideshow={"slide_type": "notes"}
-# With beta = 0 the codes chase the encoder (codebook term) but nothing pulls the encoder back: its outputs grow,
-# the distance to the codes grows, most positions switch code from one epoch to the next (the codes oscillate), and
-# reconstructions suffer. With beta = 0.25 the assignments settle. Ask: "Why does the scale of z_e not matter to
-# the reconstruction term?" The decoder only sees z_q: any scale of z_e is free, so without a penalty it wanders.
-# (With the moving-average codebook of section 9 and beta = 0 the drift is even larger: try it.)
+# What holds across seeds: without commitment the reconstructions are worse on each seed (asserted; the gap is
+# heavy-tailed: 8 to 151 nats over twelve seed pairs, course seeds 0-3, so a mean +- sd would mislead). What does not: the encoder's scale and its distance to the codes.
+# In these short runs they are often SMALLER without commitment (the codes chase the encoder, which stays near its
+# small initial outputs), and on some seeds or in longer runs they blow up (seed 0 of a 6-epoch run: scale x7,
+# distance x40). The seed's sentence "nothing stops the encoder from drifting" is about that freedom, not a rule
+# that it always drifts. Ask: "Why does the scale of z_e not matter to the reconstruction term?" The decoder only
+# sees z_q: any scale of z_e is free, so without a penalty nothing holds the encoder to the codes it chose, and
+# the decoder keeps receiving codes that moved.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Codebook health: usage, perplexity, dead codes
@@ -311,7 +329,8 @@ plt.show()
 # $$\text{perplexity} = \exp\Big(-\sum_k p_k \log p_k\Big) \in [1, K]: \tag{4}$$
 #
 # $K$ when all codes are used equally, 1 when one code does everything: the "effective number of codes".
-# A **dead code** is never the nearest one: it receives no gradient from the codebook term and stays dead.
+# A **dead code** is the nearest code of no position: the codebook term gives it no gradient, so it stays where it
+# is, and it comes back only if the encoder's outputs move into its cell (section 9 watches this happen).
 
 # %%
 counts = code_histogram(indices, K)                                  # usage over all test grid positions
@@ -351,29 +370,29 @@ plt.show()
 # - **EMA codebook** (van den Oord et al. 2017, appendix A.1): instead of the codebook term, each code becomes the
 #   running mean of the encoder outputs assigned to it **in the current batch** ($n_k$ of them, sum $s_k$):
 #
-#   $$N_k \leftarrow \gamma N_k + (1-\gamma)\, n_k, \quad m_k \leftarrow \gamma m_k + (1-\gamma)\, s_k, \quad
+#   $$N_k \leftarrow \rho N_k + (1-\rho)\, n_k, \quad m_k \leftarrow \rho m_k + (1-\rho)\, s_k, \quad
 #     e_k = \frac{m_k}{\tilde N_k}, \quad \tilde N_k = \frac{N_k + \epsilon}{\sum_j N_j + K\epsilon} \sum_j N_j \tag{5}$$
 #
-#   (Laplace smoothing $\epsilon$: an unused code never divides by 0). Pitfalls: the assignments must be those of the
+#   ($\rho$ the decay, the paper's $\gamma$, a letter this course keeps for the decoder's standard deviation; Laplace
+#   smoothing $\epsilon$: an unused code never divides by 0). Pitfalls: the assignments must be those of the
 #   current batch, and the sizes $N_k$ must not start at 0 (we start at 1, $m_k = e_k$).
 # - **Restart dead codes** from encoder outputs: a code unused for $n$ steps jumps onto a random $z_e$ of the batch.
 # - **k-means initialisation** of the codes on encoder outputs (`data_init=True` does its first step: codes = random
 #   encoder outputs).
 
 # %% slideshow={"slide_type": "subslide"}
-ema = EMAVectorQuantizer(num_codes=4, code_dim=2, decay=0.0)        # gamma = 0: one step is the batch mean
+ema = EMAVectorQuantizer(num_codes=4, code_dim=2, decay=0.0)        # rho = 0: one step is the batch mean
 z_batch = torch.randn(1, 2, 10, 1, generator=generator)
 _, _, assigned = ema.train()(z_batch)
 vectors = z_batch[0, :, :, 0].T
 for j in assigned.unique():
-    assert torch.allclose(ema.codebook[j], vectors[assigned.flatten() == j].mean(0), atol=1e-4), "(5) with gamma = 0"
-print("with gamma = 0 every used code is the mean of the vectors assigned to it:", assigned.flatten().tolist())
+    assert torch.allclose(ema.codebook[j], vectors[assigned.flatten() == j].mean(0), atol=1e-4), "(5) with rho = 0"
+print("with rho = 0 every used code is the mean of the vectors assigned to it:", assigned.flatten().tolist())
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# A run **without** remedies: the plain VQ-VAE of section 7 ($\beta = 0.25$, codes trained by the codebook term,
-# small random initial codes $\pm 1/K$) **without restarts**; beside it the same with restarts (section 7) and the
-# lesson's configuration (moving averages + restarts). The same short run for all three, so that the early phase,
-# where codes die, weighs the same in both modes.
+# A run **without** remedies: the plain VQ-VAE of section 7 ($\omega = 0.25$, codes trained by the codebook term,
+# small random initial codes $\pm 1/K$) **without restarts**; beside it the same with restarts (section 7, seed 0)
+# and the lesson's configuration (moving averages + restarts). The same short run (`SHORT`) for all three.
 
 # %%
 seed_everything(0)
@@ -382,11 +401,11 @@ hist_bare = fit(bare, short, **SHORT, transform=binarize_dynamic, checkpoint="le
                 callbacks=[watch_codes(probe)], progress=False).train
 seed_everything(0)
 ema_run = VQVAE(train.shape, **CFG["model"])       # the main model's configuration, same short run
-hist_ema = fit(ema_run, short, **SHORT, transform=binarize_dynamic, checkpoint="lesson07-vqvae",
+hist_ema = fit(ema_run, short, **SHORT, transform=binarize_dynamic, checkpoint="lesson07-vq-ema-short",
                callbacks=[watch_codes(probe)], progress=False).train
 
 # %% slideshow={"slide_type": "subslide"}
-health = {"no remedy": (bare, hist_bare), "restarts": (runs[0.25], hist[0.25]), "EMA + restarts": (ema_run, hist_ema)}
+health = {"no remedy": (bare, hist_bare), "restarts": (runs[0.25, 0], hist[0.25, 0]), "EMA + restarts": (ema_run, hist_ema)}
 usage = {name: code_histogram(m.encode_indices(test_bin.images), K) for name, (m, _) in health.items()}
 ppls = {name: perplexity(m.encode_indices(test_bin.images), K).item() for name, (m, _) in health.items()}
 for name, (m, hh) in health.items():
@@ -437,8 +456,8 @@ mse_vae = ((recons_vae - test.images) ** 2).sum((1, 2, 3)).mean().item()
 print(f"VQ-VAE: {bits_vq:.0f} bits, recon {trained['recon']:.1f} nats, squared error {mse_vq:.1f}, accuracy {acc_recon:.1%}")
 print(f"VAE   : {bits_vae:.0f} bits, recon {vae_terms['recon']:.1f} nats, squared error {mse_vae:.1f}, accuracy {acc_vae:.1%}")
 assert abs(bits_vae - bits_vq) < 0.25 * bits_vq, "comparable rates (within 25 %)"
-assert abs(trained["recon"] - vae_terms["recon"]) < 0.1 * vae_terms["recon"], "about as good: recon within 10 %"
-assert abs(mse_vq - mse_vae) < 0.15 * mse_vae, "... and squared errors within 15 %"
+assert trained["recon"] < 1.1 * vae_terms["recon"], "at least about as good: recon at most 10 % above the VAE's"
+assert mse_vq < 1.15 * mse_vae, "... and squared errors at most 15 % above the VAE's"
 
 # %% slideshow={"slide_type": "subslide"}
 show_images(torch.cat([test.images[:N_SHOW], recons[:N_SHOW], recons_vae[:N_SHOW]]), nrow=N_SHOW,
@@ -447,8 +466,8 @@ plt.gcf().set_size_inches(12, 4.2)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
-# At about the same number of bits, the 49 integers reconstruct about as well as 64 real numbers: discretising costs
-# little here. What it buys is a code that a prior can model exactly (a categorical distribution per cell, lesson 8).
+# At about the same number of bits, the 49 integers reconstruct at least about as well as 64 real numbers (on some
+# course seeds clearly better): discretising costs little here. What it buys is a code that a prior can model exactly (a categorical distribution per cell, lesson 8).
 # Caveats for the room: the two networks differ (convolutional vs fully connected) and both are trained briefly in
 # quick mode, so this compares two models, not two posteriors alone; and 49 log2 K is
 # an upper bound on what the codes carry (an entropy coder would use about 49 log2(perplexity) bits if the codes were
@@ -490,19 +509,34 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 12. Try it: the codebook browser and the code-grid editor
 #
-# What does each code stand for? Top: each code decoded **alone** (a 7x7 grid filled with it); bottom: the mean
-# test-image patch (the code's 4x4 cell and its neighbours) around the positions that use it.
+# What does each code stand for? Decoded alone (a grid filled with code $k$, or code $k$ on an empty background),
+# most codes draw nothing: the decoder draws strokes from a neighbourhood of codes, never from one. So we decode
+# each code **in a context**: code $k$ placed at the centre cell of a test digit's grid (the other 48 codes kept),
+# and crop the centre cell with one cell around it (12x12 pixels). Below: the mean test patch (the same window)
+# around the positions that use code $k$.
 
 # %% slideshow={"slide_type": "subslide"}
-alone = vqvae.decode_indices(torch.arange(K, device=device)[:, None, None].expand(K, 7, 7))
+background = int(counts.argmax())                                     # the most used code
+empty = vqvae.decode_indices(torch.full((1, 7, 7), background, device=device))
+context = indices[0].expand(K, 7, 7).clone()                          # the first test digit's grid, K times
+context[:, 3, 3] = torch.arange(K)                                    # code k at the centre cell
+in_context = vqvae.decode_indices(context)[:, :, 8:20, 8:20]          # centre cell +- one cell: pixels 8..19
 patches = code_patches(test_bin.images, indices, K, context=1)          # (K, 1, 12, 12)
 fig, axes = plt.subplots(2, 1, figsize=(13, 4.6))
-show_images(alone, nrow=16, ax=axes[0], title="Each code decoded alone (a grid filled with code k; k = 0..15, 16..31)")
+show_images(in_context, nrow=16, ax=axes[0], title=f"Code k at the centre of the first test digit's grid (k = 0..15, 16..31)")
 show_images(patches, nrow=16, ax=axes[1], title="Mean 12x12 test patch around the positions using code k")
 fig.tight_layout()
 plt.show()
-assert alone.shape == (K, 1, 28, 28) and patches.shape == (K, 1, 12, 12)
-assert torch.allclose(alone[3], vqvae.decode_indices(torch.full((1, 7, 7), 3, device=device))[0])
+differs = int(((in_context - recons[0, :, 8:20, 8:20]).abs().flatten(1).amax(1) > 0.3).sum())
+print(f"a grid of code {background} alone: max pixel {float(empty.max()):.2f}; codes that change the crop by more "
+      f"than 0.3 somewhere: {differs} of {K}")
+assert empty.max() < 0.2, f"a grid of the most used code alone decodes to an empty image: the background code"
+assert differs >= K / 4, "in a context, many codes draw something different"
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# In the same neighbourhood, the centre code decides what passes through its cell: some codes carry the stroke
+# across it, others leave a gap or draw a stub (asserted: at least a quarter of the codes change the crop by more
+# than 0.3 somewhere). Alone, the most used code decodes to an empty image: it is the background.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The editor: choose a cell (row, column) of a test digit's grid and a code; the digit is decoded again with that one
@@ -529,9 +563,9 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 #
 # 1. A VQ-VAE replaces $\mathcal{N}(\mu_x, \sigma_x^2)$ by a grid of nearest codes from a learned codebook; with a uniform prior the KL is the constant $N \log K$ (VQ-ELBO, eq. 2).
 # 2. The argmin is crossed by the straight-through gradient $z_e + \mathrm{sg}[z_q - z_e]$; the loss has three terms: reconstruction, codebook (moves the codes), commitment (holds the encoder).
-# 3. Without commitment the encoder's outputs grow and drift away from the codes (in quick mode: scale x7, distance x40), codes keep switching, reconstructions degrade.
-# 4. Watch the codebook: usage histogram, perplexity (at a fixed evaluation set: it grows with the batch size), dead codes; EMA updates and restarts keep it alive.
-# 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs about as well as a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
+# 3. Without the commitment term reconstructions are worse on each seed tried (short runs, by a gap that varies a lot); the encoder's scale and distance to the codes are free to wander, in either direction.
+# 4. Watch the codebook: usage histogram, perplexity (at a fixed evaluation set: it grows with the batch size), dead codes; EMA updates and restarts keep it alive. A code means something only in the context of its neighbours.
+# 5. An image costs $49 \log_2 K$ bits; at that rate the VQ-VAE reconstructs at least about as well as a Gaussian VAE, but independent codes are not digits: the prior over codes must be learned (lesson 8).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## References, and what we got
@@ -543,9 +577,11 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 # - N. Zeghidour et al., *SoundStream*, 2021, and P. Dhariwal et al., *Jukebox*, 2020 (restarting dead codes from encoder outputs).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels (suite)*, CNAM ("VQ-VAE", "Commitment loss", "En pratique").
 #
-# **What we got** (quick mode, 4,000 digits, K = 32, 7x7 grid, 6 epochs, about 5 s of training): test reconstruction
-# 62.7 nats per image, squared error 10.3; the course classifier reads 95.1 % of the reconstructions (97.7 % of the real
-# test digits); test perplexity 23.6 of 32 with EMA + restarts, 20.6 with restarts only, 14.5 without remedies (most codes
-# dead after epoch 1); without commitment the test reconstruction rises to 100 nats. At 245 bits per image the VQ-VAE
-# reconstructs about as well as a Gaussian VAE at 255 bits (recon 63.7 nats, squared error 9.6). Independent codes:
-# FID-digits about 950 against 17 for reconstructions. Full mode (GPU): not measured.
+# **What we got** (quick mode, course seed 0, 4,000 digits, K = 32, 7x7 grid, 6 epochs): test reconstruction
+# 62.7 nats per image, squared error 10.3; the course classifier reads 95.1 % of the reconstructions (97.7 % of the
+# real test digits); test perplexity 23.6 of 32. Short runs (3 epochs): perplexity 22.4 with EMA + restarts, 17.5 with
+# restarts only, 4.5 without remedies (31 of 32 codes dead after epoch 1); without commitment the test reconstruction
+# is 144.8 +- 21.0 nats against 88.5 +- 1.8 with it (three seeds). At 245 bits per image the VQ-VAE reconstructs
+# about as well as a Gaussian VAE at 255 bits (recon 63.7 nats, squared error 9.6). Independent codes: FID-digits
+# about 950 against 17 for reconstructions. Lesson 8 replaces the uniform prior by a learned one and computes the
+# resulting bound on $-\log p(x)$.

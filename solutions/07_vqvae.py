@@ -1,242 +1,249 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
-# # Exercises, lesson 7: the VQ-VAE's quantizer, its moving averages, its perplexity
+# # Exercises, lesson 7: the VQ-VAE's loss, and reviving dead codes
 #
 # | exercise | what you write | points |
 # |---|---|---|
-# | (a) | `quantize(z_e, codebook)`: nearest codes of a **grid** of vectors, with the straight-through gradient | 3 |
-# | (b) | `ema_step(cluster_size, code_sum, vectors, indices, decay, eps)`: one moving-average codebook update | 3 |
-# | (c) | `perplexity(indices, num_codes)`: the effective number of codes used | 2 |
+# | (a) | `vq_loss(z_e, codebook, decoder_nll, weight)`: the three-term loss, each term moving only what it should | 5 |
+# | (b) | `revive_codes(codebook, unused, vectors, patience)`: restart dead codes on the worst-quantized vectors | 3 |
 #
-# Replace each `raise NotImplementedError(...)` with your code, run the cell, then the **self-check** below it.
-# Graded cells run hidden tests when your work is collected: do not edit or delete them. Use `torch` operations
-# only, and do not call `course_lib.models.vqvae` (the point is to write the formulas).
+# Replace each `raise NotImplementedError(...)` with your code, run the cell, then the **self-check** below it: its
+# messages name the usual mistake when something is wrong. Graded cells run hidden tests when your work is
+# collected: do not edit or delete them. Use `torch` operations only: `course_lib.models.vqvae` is not available
+# to you here (a submission that calls it scores 0 on the exercise).
 #
 # Runs in a few seconds on a CPU.
 
 # %% slideshow={"slide_type": "skip"}
-import math
-
 import torch
-import torch.nn.functional as F
 
 from course_lib.tooling.checks import record
-from course_lib.runtime import seed_everything
+from course_lib.runtime import make_generator, seed_everything
 
 seed_everything(0)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## (a) The quantizer on a grid, with straight-through (3 points)
+# ## (a) The VQ-VAE loss, with the stop-gradients in the right places (5 points)
 #
-# The encoder outputs a grid `z_e` of shape `(B, D, H, W)`: one $D$-dimensional vector per position. The codebook
-# has shape `(K, D)`. Write `quantize(z_e, codebook)` returning
+# Lesson 7 trained its VQ-VAE with `course_lib` and checked with autograd which parameters the codebook and
+# commitment terms move. Now write the whole loss yourself. Inputs:
 #
-# - `indices`, shape `(B, H, W)`, int64: at each position, $k = \arg\min_j \lVert z_e - e_j \rVert_2$ (lesson 7, eq. 1);
-# - `quantized`, shape `(B, D, H, W)`: equal to the chosen codes $e_k$ in the forward pass, and carrying the
-#   decoder's gradient to `z_e` **unchanged** (straight-through, $z_e + \mathrm{sg}[z_q - z_e]$).
+# - `z_e`: the encoder's output grid, shape `(B, D, H, W)` (one $D$-dimensional vector per grid position);
+# - `codebook`: the $K$ codes, shape `(K, D)`;
+# - `decoder_nll`: a function; `decoder_nll(z)` takes a grid `(B, D, H, W)` (what the decoder reads) and returns
+#   $-\log p_\theta(x \mid z)$ for each example, shape `(B,)`;
+# - `weight`: the commitment weight $\omega$ of lesson 7's eq. (3).
 #
-# Mind the axes: the code dimension is axis 1 of `z_e` but the last axis of `codebook`.
+# Return a dict of four scalars, each in nats per example (summed over grid positions and code dimensions,
+# averaged over the batch): `"recon"` (the decoder's term, at the **quantized** grid), `"codebook"`, `"commitment"`
+# (not multiplied by $\omega$) and `"loss"` $=$ recon $+$ codebook $+\ \omega\,$commitment.
+#
+# **What the check looks at** (the goal): the values, and the gradients of each term. The reconstruction term
+# must reach the encoder and the decoder, never the codes; the codebook term must move only the codes; the
+# commitment term only the encoder.
 
 # %%
-def quantize(z_e, codebook):
-    """Nearest codes of a (B, D, H, W) grid -> (quantized (B, D, H, W) with straight-through, indices (B, H, W))."""
+def vq_loss(z_e, codebook, decoder_nll, weight):
+    """The VQ-VAE loss terms (scalars, nats per example): {"loss", "recon", "codebook", "commitment"}."""
     ### BEGIN SOLUTION
     b, d, h, w = z_e.shape
-    flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
-    indices = torch.cdist(flat.detach(), codebook.detach()).argmin(dim=1)
-    z_q = codebook[indices].reshape(b, h, w, d).permute(0, 3, 1, 2)
-    quantized = z_e + (z_q - z_e).detach()
-    return quantized, indices.reshape(b, h, w)
+    vectors = z_e.permute(0, 2, 3, 1).reshape(-1, d)
+    chosen = torch.cdist(vectors.detach(), codebook.detach()).argmin(dim=1)
+    z_q = codebook[chosen].reshape(b, h, w, d).permute(0, 3, 1, 2)
+    recon = decoder_nll(z_e + (z_q - z_e).detach()).mean()
+    codebook_term = (z_q - z_e.detach()).pow(2).sum((1, 2, 3)).mean()
+    commitment = (z_e - z_q.detach()).pow(2).sum((1, 2, 3)).mean()
+    return {"loss": recon + codebook_term + weight * commitment, "recon": recon, "codebook": codebook_term,
+            "commitment": commitment}
     ### END SOLUTION
 
 
 # %% [markdown]
-# **Self-check (a)**
+# **Self-check (a)**: three codes in $D = 2$, a batch of two examples with two grid positions each, and a toy
+# "decoder" whose NLL is the squared distance to a target grid. Each check below isolates one usual mistake.
 
 # %%
-_codes = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-_z = torch.tensor([[[[9.0, 1.0]], [[0.5, 8.0]]]])            # B=1, D=2, H=1, W=2: vectors (9, 0.5) and (1, 8)
-_z.requires_grad_(True)
-_out = quantize(_z, _codes)
-assert isinstance(_out, tuple) and len(_out) == 2, "return (quantized, indices)"
-_q, _i = _out
-assert _i.shape == (1, 1, 2), (f"indices should have shape (B, H, W) = (1, 1, 2), got {tuple(_i.shape)}: "
-                               "reshape the flat assignments back to the grid")
-assert _i.dtype == torch.int64, f"indices should be int64 (argmin gives it), got {_i.dtype}"
-assert _i.tolist() == [[[1, 2]]], (f"expected codes [[1, 2]] for vectors (9, 0.5) and (1, 8), got {_i.tolist()}: "
-                                   "the code dimension is axis 1 of z_e (permute it to the last axis before comparing)")
-assert _q.shape == _z.shape, f"quantized should have the shape of z_e, {tuple(_z.shape)}, got {tuple(_q.shape)}"
-assert torch.allclose(_q.detach(), torch.tensor([[[[10.0, 0.0]], [[0.0, 10.0]]]])), \
-    "quantized should hold the chosen codes e_k, in the (B, D, H, W) layout"
-_up = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
-_q.backward(_up)
-assert _z.grad is not None, "no gradient reached z_e: build quantized as z_e + (z_q - z_e).detach()"
-assert torch.allclose(_z.grad, _up), ("the gradient at z_e should be exactly the one arriving at quantized "
-                                      "(straight-through); did you detach the wrong part?")
+def _case(weight=0.5):
+    codes = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]], requires_grad=True)
+    z = torch.tensor([[[[3.0, 1.0]], [[1.0, 3.0]]],            # example 0: vectors (3, 1) -> code 1, (1, 3) -> code 2
+                      [[[0.5, 5.0]], [[0.5, 0.0]]]], requires_grad=True)  # example 1: (0.5, 0.5) -> 0, (5, 0) -> 1
+    target = torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]]], [[[2.0, 1.0]], [[1.0, 0.0]]]])
+    out = vq_loss(z, codes, lambda g: (g - target).pow(2).sum((1, 2, 3)), weight)
+    return out, z, codes, target
+
+
+def _grads(term, z, codes):
+    """Gradients of one returned term w.r.t. (z_e, codebook); zeros where the term does not reach them."""
+    if not torch.is_tensor(term) or not term.requires_grad:
+        return torch.zeros_like(z), torch.zeros_like(codes)
+    g = torch.autograd.grad(term, (z, codes), retain_graph=True, allow_unused=True)
+    return tuple(torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, (z, codes)))
+
+
+_out, _z, _codes, _target = _case()
+assert isinstance(_out, dict) and {"loss", "recon", "codebook", "commitment"} <= set(_out), \
+    "return a dict with the keys 'loss', 'recon', 'codebook', 'commitment'"
+assert all(torch.is_tensor(_out[k]) and _out[k].ndim == 0 for k in _out), \
+    "every term is one number (0-dimensional tensor): sum over positions and dimensions, then average over the batch"
+_zq = torch.tensor([[[[4.0, 0.0]], [[0.0, 4.0]]], [[[0.0, 4.0]], [[0.0, 0.0]]]])   # the nearest codes, laid out as z_e
+assert torch.isclose(_out["codebook"].detach(), torch.tensor(2.75)), (
+    f"codebook term {float(_out['codebook']):.4f}, expected 2.75 = mean over the batch of (2 + 2, 0.5 + 1): "
+    + ("you averaged over positions or dimensions too (sum them, average only over the batch)"
+       if float(_out["codebook"]) < 2.7 else "you summed over the batch too (average it)"
+       if abs(float(_out["codebook"]) - 5.5) < 1e-3 else
+       "is each vector compared with its NEAREST code, along the code dimension (axis 1 of z_e, axis 1 of the codebook)?"))
+assert torch.isclose(_out["commitment"].detach(), torch.tensor(2.75)), \
+    "the commitment term is the same distance as the codebook term (before the weight): 2.75 here; do not multiply it by the weight"
+_recon_at_zq = (_zq - _target).pow(2).sum((1, 2, 3)).mean()
+assert torch.isclose(_out["recon"].detach(), _recon_at_zq), (
+    f"recon {float(_out['recon']):.3f}, expected {float(_recon_at_zq):.3f}: the decoder must read the QUANTIZED grid "
+    "(the chosen codes), not z_e, and the per-example NLL is averaged over the batch")
+assert torch.isclose(_out["loss"].detach(), _recon_at_zq + 2.75 + 0.5 * 2.75), \
+    "loss = recon + codebook + weight * commitment: is the weight on the commitment term (not on the codebook term)?"
+
+_gz, _gc = _grads(_out["codebook"], _z, _codes)
+assert _gz.abs().max() == 0, "the codebook term moves z_e: detach z_e in it (sg[z_e]), so that only the codes move"
+assert _gc.abs().max() > 0, "the codebook term gives the codes no gradient: detach z_e there, not the codes"
+_want_gc = torch.tensor([[-0.5, -0.5], [0.0, -1.0], [-1.0, 1.0]])    # 2 (e_k - z_e) summed over its vectors, / B
+assert torch.allclose(_gc, _want_gc), "the codebook term's gradient on the codes is wrong: 2 (e_k - z_e) / B per assigned vector"
+_gz, _gc = _grads(_out["commitment"], _z, _codes)
+assert _gc.abs().max() == 0, "the commitment term moves the codes: detach the codes in it (sg[e]), so that only z_e moves"
+assert torch.allclose(_gz, _z.detach() - _zq), \
+    "the commitment term's gradient on z_e should be 2 (z_e - e) / B (here z_e - e): detach the codes, not z_e"
+_gz, _gc = _grads(_out["recon"], _z, _codes)
+assert _gc.abs().max() == 0, ("the reconstruction term moves the codes: feed the decoder z_e + (z_q - z_e).detach() "
+                              "(straight-through), not the codes themselves")
+assert torch.allclose(_gz, _zq - _target), ("the reconstruction gradient at z_e should be the decoder's gradient at "
+                                            "z_q, copied unchanged (straight-through): here (z_q - target)")
+_gz, _gc = _grads(_out["loss"], _z, _codes)
+assert torch.allclose(_gz, _zq - _target + 0.5 * (_z.detach() - _zq)) and torch.allclose(_gc, _want_gc), \
+    "the total loss's gradients should be recon + weight * commitment on z_e, and the codebook term's on the codes"
+_out0 = _case(weight=0.0)[0]
+assert torch.isclose(_out0["loss"].detach(), _recon_at_zq + 2.75), "with weight 0 the commitment term must vanish from the loss"
+_codes3 = 10 * torch.eye(4, 3)                                 # K = 4 codes in D = 3: 10 e_1, 10 e_2, 10 e_3 and 0
+_zq3 = _codes3[torch.tensor([[1, 3], [0, 2]])].permute(0, 2, 1)[..., None]   # B = 2, D = 3, H = 2, W = 1
+_z3 = _zq3 + torch.tensor([0.5, -1.0, 1.5])[None, :, None, None]            # each vector 3.5 from its code
+_out3 = vq_loss(_z3, _codes3, lambda g: g.sum((1, 2, 3)), 1.0)
+assert torch.isclose(_out3["codebook"], torch.tensor(7.0)) and torch.isclose(_out3["commitment"], torch.tensor(7.0)), (
+    f"a (B=2, D=3, H=2, W=1) grid, every vector at squared distance 3.5 from its code: 2 x 3.5 = 7 per example, got "
+    f"{float(_out3['codebook']):.3f}: keep the code dimension on axis 1 of z_e when you flatten the grid and when "
+    "you lay the codes back out, and sum over axes 1, 2, 3 (not over the batch)")
+assert torch.isclose(_out3["recon"], _zq3.sum((1, 2, 3)).mean()), \
+    "the decoder must read the chosen codes laid out as z_e: (B, D, H, W)"
 print("Self-check (a) passed.")
 
-# %% grade={"exercise": "quantize", "points": 3}
+# %% grade={"exercise": "vq_loss", "points": 5, "forbidden": ["course_lib.models.vqvae"]}
 ### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(71)
-for _b, _d, _h, _w, _k in [(2, 3, 4, 5, 7), (1, 16, 7, 7, 32), (3, 1, 2, 2, 4)]:
+def _term_grads(term, z, codes):
+    if not torch.is_tensor(term) or not term.requires_grad:
+        return [torch.zeros_like(z), torch.zeros_like(codes)]
+    g = torch.autograd.grad(term, (z, codes), retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, (z, codes))]
+
+
+_g = make_generator(71)
+for _b, _d, _h, _w, _k, _weight in [(3, 4, 2, 3, 5, 0.25), (2, 8, 3, 3, 16, 1.5), (4, 2, 1, 2, 3, 0.0)]:
     _z = torch.randn(_b, _d, _h, _w, generator=_g, requires_grad=True)
     _cb = torch.randn(_k, _d, generator=_g, requires_grad=True)
-    _q, _i = quantize(_z, _cb)
-    _flat = _z.detach().permute(0, 2, 3, 1).reshape(-1, _d)
-    _want = ((_flat[:, None] - _cb.detach()[None]) ** 2).sum(-1).argmin(1)
-    assert torch.equal(_i.reshape(-1), _want) and _i.shape == (_b, _h, _w)
-    assert torch.allclose(_q.detach().permute(0, 2, 3, 1).reshape(-1, _d), _cb.detach()[_want], atol=1e-5)
-    _up = torch.randn(_q.shape, generator=_g)
-    (_gz,) = torch.autograd.grad((_q * _up).sum(), _z, retain_graph=True)
-    assert torch.allclose(_gz, _up)
-    _gc = torch.autograd.grad((_q * _up).sum(), _cb, allow_unused=True)[0]
-    assert _gc is None or _gc.abs().max() == 0, "the straight-through output gives no gradient to the codebook"
-    record(f"quantize indices, z_e {(_b, _d, _h, _w)}, K={_k}", _i, message="the nearest code by squared Euclidean "
-           "distance, for each position of the grid: indices of shape (B, H, W)")
-    record(f"quantize output, z_e {(_b, _d, _h, _w)}, K={_k}", _q.detach(), atol=1e-5,
-           message="the chosen codes, laid out as z_e (B, D, H, W): permute back after the lookup")
-    record(f"straight-through gradient, z_e {(_b, _d, _h, _w)}", [_gz, torch.zeros(()) if _gc is None else _gc],
-           atol=1e-6, message="z_q = z_e + (e - z_e).detach(): the decoder's gradient reaches z_e unchanged, "
-                               "the codebook gets none from this path")
+    _tgt = torch.randn(_b, _d, _h, _w, generator=_g)
+    _scale = torch.rand(_d, 1, 1, generator=_g) + 0.5
+    _terms = vq_loss(_z, _cb, lambda g: (_scale * (g - _tgt) ** 2).sum((1, 2, 3)), _weight)
+    _case_name = f"z_e {(_b, _d, _h, _w)}, K={_k}, weight={_weight}"
+    record(f"vq_loss values, {_case_name}", [_terms[_t].detach() for _t in ("loss", "recon", "codebook", "commitment")],
+           atol=1e-4, message="recon at the quantized grid, codebook and commitment distances summed over positions "
+                              "and dimensions and averaged over the batch, loss = recon + codebook + weight * commitment")
+    for _t, _hint in [("recon", "straight-through: the decoder's gradient reaches z_e unchanged and never the codes"),
+                      ("codebook", "sg[z_e]: the codebook term moves the codes only"),
+                      ("commitment", "sg[e]: the commitment term moves the encoder only"),
+                      ("loss", "the weight multiplies the commitment term only")]:
+        record(f"vq_loss gradients of {_t}, {_case_name}", _term_grads(_terms[_t], _z, _cb), atol=1e-4,
+               message=_hint)
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## (b) One moving-average codebook update (3 points)
+# ## (b) Reviving dead codes on the worst-quantized vectors (3 points)
 #
-# Lesson 7, eq. 5 (van den Oord et al. 2017, appendix A.1). `vectors` `(N, D)` are the encoder outputs of the
-# current batch and `indices` `(N,)` their codes; $n_k$ is how many vectors chose code $k$ and $s_k$ their sum:
+# Lesson 7 restarted a code unused for `restart_after` training steps on a **random** encoder output of the batch.
+# A better target: the encoder outputs that the codebook represents **worst**. Write
+# `revive_codes(codebook, unused, vectors, patience)`:
 #
-# $$N_k \leftarrow \gamma N_k + (1-\gamma)\, n_k, \qquad m_k \leftarrow \gamma m_k + (1-\gamma)\, s_k,$$
-# $$\tilde N_k = \frac{N_k + \epsilon}{\sum_j N_j + K\epsilon} \sum_j N_j, \qquad e_k = \frac{m_k}{\tilde N_k}.$$
+# - `codebook` `(K, D)`; `unused` `(K,)` integers: for each code, the number of consecutive training steps,
+#   **before this batch**, in which no vector chose it; `vectors` `(N, D)`: this batch's encoder outputs;
+# - first bring `unused` up to date with this batch (a code chosen by at least one vector of the batch has been
+#   unused for 0 steps); a code is **dead** when it has been unused for `patience` steps or more;
+# - the dead codes, taken in increasing index order, move onto the batch vectors with the **largest** squared
+#   distance to their nearest code (distances to the codebook as it was before any restart), largest first; a
+#   revived code counts as used (0 steps). You may assume there are at least as many vectors as dead codes.
 #
-# Write `ema_step(cluster_size, code_sum, vectors, indices, decay, eps)`: `cluster_size` $(K,)$ and `code_sum`
-# $(K, D)$ are the current $N$ and $m$; return the **new** `(cluster_size, code_sum, codebook)` without modifying
-# the inputs. The sums $\sum_j N_j$ use the **updated** $N$.
+# Return `(new_codebook, new_unused)` without modifying the inputs.
 
 # %%
-def ema_step(cluster_size, code_sum, vectors, indices, decay, eps):
-    """One EMA step with Laplace smoothing -> (new cluster_size (K,), new code_sum (K, D), codebook (K, D))."""
+def revive_codes(codebook, unused, vectors, patience):
+    """Dead codes jump onto the worst-quantized vectors of the batch -> (new codebook (K, D), new unused (K,))."""
     ### BEGIN SOLUTION
-    k = cluster_size.shape[0]
-    one_hot = F.one_hot(indices, k).to(vectors.dtype)
-    new_size = decay * cluster_size + (1 - decay) * one_hot.sum(0)
-    new_sum = decay * code_sum + (1 - decay) * one_hot.T @ vectors
-    total = new_size.sum()
-    smoothed = (new_size + eps) / (total + k * eps) * total
-    return new_size, new_sum, new_sum / smoothed[:, None]
+    dist = torch.cdist(vectors, codebook).pow(2)
+    nearest, chosen = dist.min(dim=1)
+    used = torch.bincount(chosen, minlength=len(codebook)) > 0
+    steps = torch.where(used, torch.zeros_like(unused), unused + 1)
+    dead = (steps >= patience).nonzero().flatten()
+    worst = nearest.argsort(descending=True)[:len(dead)]
+    new_codebook = codebook.clone()
+    new_codebook[dead] = vectors[worst]
+    steps[dead] = 0
+    return new_codebook, steps
     ### END SOLUTION
 
 
 # %% [markdown]
-# **Self-check (b)**
+# **Self-check (b)**: four codes in $D = 2$, patience 3. Each check isolates one usual mistake.
 
 # %%
-_N, _m = torch.ones(3), torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
-_v = torch.tensor([[4.0, 0.0], [6.0, 2.0], [1.0, 1.0]])
-_i = torch.tensor([0, 0, 2])
-_out = ema_step(_N, _m, _v, _i, decay=0.5, eps=0.0)
-assert isinstance(_out, tuple) and len(_out) == 3, "return (cluster_size, code_sum, codebook)"
-_N1, _m1, _e1 = _out
-assert torch.equal(_N, torch.ones(3)), "do not modify cluster_size in place: return new tensors"
-assert torch.allclose(_N1, torch.tensor([1.5, 0.5, 1.0])), \
-    f"N = 0.5 * 1 + 0.5 * n with n = (2, 0, 1) gives (1.5, 0.5, 1.0), got {_N1.tolist()}: count the vectors per code"
-assert torch.allclose(_m1, torch.tensor([[5.5, 1.5], [1.0, 1.0], [2.0, 2.0]])), \
-    f"m = 0.5 m + 0.5 s with s_0 = (10, 2), s_2 = (1, 1); got {_m1.tolist()}: sum the vectors assigned to each code"
-assert torch.allclose(_e1, _m1 / _N1[:, None]), "with eps = 0 each code is m_k / N_k"
-_e0 = ema_step(_N, _m, _v, _i, decay=0.0, eps=0.0)[2]
-assert torch.allclose(_e0[0], torch.tensor([5.0, 1.0])), \
-    "with decay 0 a used code is the mean of its vectors: code 0 should be ((4,0)+(6,2))/2 = (5, 1)"
-_e_s = ema_step(torch.tensor([2.0, 0.0]), torch.tensor([[2.0, 0.0], [0.0, 0.0]]), torch.zeros(0, 2),
-                torch.zeros(0, dtype=torch.long), decay=1.0, eps=0.1)[2]
-assert torch.isfinite(_e_s).all(), "a code with N_k = 0 must not divide by 0: add eps as in the smoothing formula"
-assert torch.allclose(_e_s[0], torch.tensor([2.0 / ((2.0 + 0.1) / (2.0 + 0.2) * 2.0), 0.0])), \
-    "the smoothed size is (N_k + eps) / (sum N + K eps) * sum N"
+_cb = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0], [-9.0, 0.0]])
+_vec = torch.tensor([[0.5, 0.0], [4.0, 6.0], [0.0, 3.0], [1.0, 1.0], [6.0, 9.0]])  # choose codes 0, 1, 0, 0, 1
+_unused = torch.tensor([7, 1, 2, 3])
+_cb0, _unused0 = _cb.clone(), _unused.clone()
+_res = revive_codes(_cb, _unused, _vec, 3)
+assert isinstance(_res, tuple) and len(_res) == 2, "return (new_codebook, new_unused)"
+_new_cb, _new_unused = _res
+assert torch.equal(_cb, _cb0) and torch.equal(_unused, _unused0), "do not modify the inputs in place: clone them"
+assert _new_cb.shape == _cb.shape and _new_unused.shape == _unused.shape, "same shapes as the inputs"
+assert int(_new_unused[1]) == 0 and int(_new_unused[0]) == 0, \
+    "codes 0 and 1 are chosen by this batch: their count goes back to 0 (code 0 was unused for 7 steps before)"
+assert torch.equal(_new_cb[:2], _cb[:2]), "codes chosen by this batch (0 and 1) stay where they are, whatever their old count"
+assert not torch.equal(_new_cb[2], _cb[2]), ("code 2 was unused for 2 steps before this batch and not chosen now: 3 steps "
+                                             "= patience, so it is dead. Did you update the count with this batch first, "
+                                             "and use >= patience?")
+assert not torch.equal(_new_cb[3], _cb[3]), "code 3 (3 + 1 unused steps) is dead: move it"
+assert torch.equal(_new_cb[2], _vec[4]), (
+    f"the first dead code (2) should take the vector farthest from its nearest code, (6, 9) at squared distance 17; "
+    f"got {_new_cb[2].tolist()}: rank the vectors by their distance to their NEAREST code, largest first, and move "
+    "the code onto the vector (not the vector onto the code)")
+assert torch.equal(_new_cb[3], _vec[2]), \
+    f"the second dead code (3) takes the second-worst vector, (0, 3) at squared distance 9; got {_new_cb[3].tolist()}"
+assert int(_new_unused[2]) == 0 and int(_new_unused[3]) == 0, "a revived code counts as used: its count is 0"
+_res = revive_codes(_cb, torch.tensor([0, 0, 0, 0]), _vec, 3)
+assert torch.equal(_res[0], _cb) and _res[1].tolist() == [0, 0, 1, 1], \
+    f"no code dead yet: nothing moves, and the unchosen codes 2 and 3 count one more unused step; got {_res[1].tolist()}"
+_res = revive_codes(torch.tensor([[0.0, 0.0], [5.0, 5.0]]), torch.tensor([2, 0]),
+                    torch.tensor([[0.2, 0.0], [5.0, 5.5], [4.0, 5.0]]), 3)
+assert _res[1].tolist() == [0, 0] and torch.equal(_res[0], torch.tensor([[0.0, 0.0], [5.0, 5.0]])), \
+    "code 0 is chosen by a single vector: it is used (count 0), not dead"
 print("Self-check (b) passed.")
 
-# %% grade={"exercise": "ema_step", "points": 3}
+# %% grade={"exercise": "revive_codes", "points": 3, "forbidden": ["course_lib.models.vqvae"]}
 ### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(72)
-_K, _D = 6, 4
-_N = torch.rand(_K, generator=_g) + 0.5
-_m = torch.randn(_K, _D, generator=_g)
-_v = torch.randn(50, _D, generator=_g)
-_i = torch.randint(0, _K - 1, (50,), generator=_g)            # the last code gets nothing
-_N0, _m0 = _N.clone(), _m.clone()
-for _decay, _eps in [(0.99, 1e-5), (0.9, 0.0), (0.0, 1e-3)]:
-    _n = torch.bincount(_i, minlength=_K).float()
-    _s = torch.zeros(_K, _D).index_add_(0, _i, _v)
-    _Nw = _decay * _N + (1 - _decay) * _n
-    _mw = _decay * _m + (1 - _decay) * _s
-    _ew = _mw / ((_Nw + _eps) / (_Nw.sum() + _K * _eps) * _Nw.sum())[:, None]
-    _a, _b, _c = ema_step(_N, _m, _v, _i, _decay, _eps)
-    assert torch.allclose(_a, _Nw, atol=1e-6) and torch.allclose(_b, _mw, atol=1e-5)
-    assert torch.allclose(_c, _ew, atol=1e-5, rtol=1e-5)
-    assert torch.equal(_N, _N0) and torch.equal(_m, _m0)
-    record(f"ema_step, decay={_decay}, eps={_eps}", [_a, _b, _c], atol=1e-5,
-           message="N <- decay N + (1 - decay) n, m <- decay m + (1 - decay) sum of assigned vectors, codes = m / "
-                   "Laplace-smoothed N; do not modify the inputs in place")
-# many steps with the same batch: each used code converges to the mean of its vectors
-_Nc, _mc = torch.ones(_K), torch.zeros(_K, _D)
-for _ in range(400):
-    _Nc, _mc, _ec = ema_step(_Nc, _mc, _v, _i, 0.95, 1e-6)
-for _j in _i.unique():
-    assert torch.allclose(_ec[_j], _v[_i == _j].mean(0), atol=1e-3)
-record("codes after 400 EMA steps", _ec[_i.unique()], atol=1e-3,
-       message="repeated EMA steps on one batch must reach the mean of the vectors assigned to each code")
-### END HIDDEN TESTS
-
-# %% [markdown] slideshow={"slide_type": "slide"}
-# ## (c) Perplexity from indices (2 points)
-#
-# With $p_k$ the fraction of the positions (all of them: batch and grid) that use code $k$,
-#
-# $$\text{perplexity} = \exp\Big(-\sum_k p_k \log p_k\Big) \qquad (0 \log 0 = 0).$$
-#
-# Write `perplexity(indices, num_codes)`: `indices` is an int64 tensor of any shape with values in
-# `0..num_codes-1`; return a 0-dimensional float tensor.
-
-# %%
-def perplexity(indices, num_codes):
-    """exp(entropy of the code frequencies) of all positions in `indices`."""
-    ### BEGIN SOLUTION
-    p = F.one_hot(indices.reshape(-1), num_codes).float().mean(0)
-    return torch.exp(-torch.special.xlogy(p, p).sum())
-    ### END SOLUTION
-
-
-# %% [markdown]
-# **Self-check (c)**
-
-# %%
-_p = perplexity(torch.arange(8).reshape(2, 2, 2), 8)
-assert torch.is_tensor(_p) and _p.ndim == 0, "return a 0-dimensional tensor (one number for all positions)"
-assert abs(float(_p) - 8) < 1e-4, f"8 codes used once each: perplexity 8, got {float(_p):.4f}"
-_p = perplexity(torch.full((3, 7, 7), 5), 16)
-assert torch.isfinite(_p), "one code used, 15 unused: 0 log 0 must count as 0 (got NaN); skip or mask p = 0"
-assert abs(float(_p) - 1) < 1e-5, f"a single code used everywhere: perplexity 1, got {float(_p):.4f}"
-_p = perplexity(torch.tensor([0, 0, 1, 2]), 4)
-assert abs(float(_p) - math.exp(1.5 * math.log(2))) < 1e-4, \
-    f"frequencies (1/2, 1/4, 1/4, 0) give exp(1.5 log 2) = {math.exp(1.5 * math.log(2)):.4f}, got {float(_p):.4f}"
-print("Self-check (c) passed.")
-
-# %% grade={"exercise": "perplexity", "points": 2}
-### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(73)
-for _k in (2, 32, 512):
-    _idx = torch.randint(0, _k, (4, 7, 7), generator=_g)
-    _cnt = torch.bincount(_idx.reshape(-1), minlength=_k).double()
-    _q = _cnt[_cnt > 0] / _cnt.sum()
-    assert abs(float(perplexity(_idx, _k)) - math.exp(-(_q * _q.log()).sum().item())) < 1e-3 * _k
-    record(f"perplexity, K={_k}", float(perplexity(_idx, _k)), rtol=1e-4, atol=1e-6,
-           message="exp of the entropy of the codes' usage frequencies over every position of the batch "
-                   "(unused codes contribute 0 log 0 = 0)")
-assert abs(float(perplexity(torch.arange(512), 512)) - 512) < 0.05
-assert float(perplexity(torch.tensor([3]), 1024)) == 1.0 or abs(float(perplexity(torch.tensor([3]), 1024)) - 1) < 1e-6
-# the number of codes matters only through unused codes, which change nothing
-assert abs(float(perplexity(torch.tensor([0, 1, 1]), 2)) - float(perplexity(torch.tensor([0, 1, 1]), 50))) < 1e-5
-record("perplexity of one code used", float(perplexity(torch.tensor([3]), 1024)), rtol=1e-6, atol=1e-6,
-       message="a single code used: perplexity 1")
+_g = make_generator(72)
+for _k, _d, _n, _patience in [(6, 3, 40, 2), (12, 5, 60, 4), (4, 2, 9, 1)]:
+    _cb = torch.randn(_k, _d, generator=_g)
+    _cb[-2:] += 20.0                                           # two codes far from the data: never chosen
+    _unused = torch.randint(0, _patience + 1, (_k,), generator=_g)
+    _vec = torch.randn(_n, _d, generator=_g) * 2
+    _new_cb, _new_unused = revive_codes(_cb, _unused, _vec, _patience)
+    record(f"revive_codes, K={_k}, D={_d}, N={_n}, patience={_patience}", [_new_cb, _new_unused], atol=1e-5,
+           message="update the counts with this batch first (chosen codes: 0), dead = count >= patience, the dead "
+                   "codes in index order take the vectors farthest from their nearest code, revived codes count 0")
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Going further** (not graded): train `course_lib.models.vqvae.VQVAE` with `restart_after=None` and a larger
-# codebook (K = 128): how many codes are dead after one epoch? What does `data_init=True` change?
+# **Going further** (not graded): put `revive_codes` in a training loop of `course_lib.models.vqvae.VQVAE` with
+# `restart_after=None` (you own the restarts), and compare the test perplexity after 3 epochs with lesson 7's
+# random restarts.

@@ -18,7 +18,7 @@ import torch
 from scipy.stats import chisquare
 
 from course_lib.models.autoregressive import (
-    FVSBN, MADE, NADE, CodePixelCNN, GatedPixelCNN, PixelCNN, all_binary_vectors, bernoulli_log_likelihood,
+    FVSBN, MADE, NADE, CodePixelCNN, CodeTransformer, GatedPixelCNN, PixelCNN, all_binary_vectors, bernoulli_log_likelihood,
     categorical_log_likelihood, conv_mask, fit_ar, forecast_ar, made_masks, made_numbers, simulate_ar)
 from course_lib.train import fit
 
@@ -213,6 +213,28 @@ def test_samples_of_a_tiny_code_prior_follow_its_log_prob():
         lp = model.double().log_prob(grid)
     idx = (samples.reshape(N_SAMPLES, 4) * torch.tensor([27, 9, 3, 1])).sum(1)
     assert _chi2_pvalue(idx, lp, 81) > 1e-3
+
+
+def test_code_transformer_is_causal_normalised_and_samples_its_log_prob():
+    torch.manual_seed(0)
+    model = CodeTransformer(3, (2, 2), d_model=8, n_heads=2, n_layers=1).double().eval()
+    grid = torch.tensor(list(itertools.product(range(3), repeat=4))).reshape(81, 2, 2)
+    with torch.no_grad():
+        lp = model.log_prob(grid)
+        assert torch.isclose(torch.logsumexp(lp, 0), torch.zeros((), dtype=lp.dtype), atol=1e-9)
+        for pos in range(4):                      # changing the code at `pos` moves no conditional at or before it
+            changed = grid.clone().reshape(81, 4)
+            changed[:, pos] = (changed[:, pos] + 1) % 3
+            moved = (model(changed.reshape(81, 2, 2)) - model(grid)).abs().amax((0, 1)).flatten()
+            assert moved[:pos + 1].max() < 1e-12 and (pos == 3 or moved[pos + 1:].max() > 0)
+    samples = model.float().sample(N_SAMPLES, (2, 2), generator=torch.Generator().manual_seed(2))
+    assert samples.shape == (N_SAMPLES, 2, 2) and samples.dtype == torch.long
+    idx = (samples.reshape(N_SAMPLES, 4) * torch.tensor([27, 9, 3, 1])).sum(1)
+    assert _chi2_pvalue(idx, lp, 81) > 1e-3
+    with pytest.raises(ValueError, match="code grids"):
+        model(torch.zeros(2, 3, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="long"):
+        model(torch.zeros(2, 2, 2))
 
 
 # --- NADE: the recurrence ---------------------------------------------------------------------

@@ -270,6 +270,15 @@ def test_lesson7_config_quick_sizes():
     assert cfg["model"]["num_codes"] == 32 and cfg["model"]["ema"] and cfg["model"]["restart_after"]
 
 
+def test_commitment_weight_keeps_beta_as_its_older_name():
+    for cls in (VectorQuantizer, EMAVectorQuantizer):
+        assert cls(4, 3, commitment_weight=0.7).commitment_weight == 0.7
+        old = cls(4, 3, beta=0.7)
+        assert old.commitment_weight == 0.7 and old.beta == 0.7
+    assert VQVAE((1, 28, 28), num_codes=4, code_dim=3, hidden=8, beta=0.5).quantizer.commitment_weight == 0.5
+    assert VQVAE((1, 28, 28), num_codes=4, code_dim=3, hidden=8, commitment_weight=0.5).quantizer.beta == 0.5
+
+
 # --- the lesson's callback and widget logic ------------------------------------------------------------
 
 def test_watch_codes_logs_scale_changes_and_dead_codes(one_thread):

@@ -83,15 +83,19 @@ def plot_code_cells(codes: torch.Tensor, z_e: torch.Tensor, extent: float = 6.0,
 
 
 def plot_code_watch(histories: dict, axes=None):
-    """Three panels from ``watch_codes`` logs (``{label: history.train}``): encoder scale, distance to the
-    codes (the ``commitment`` term), fraction of codes changed since the previous epoch."""
+    """Three panels from ``watch_codes`` logs (``{label: history.train}``, or ``{label: [history.train, ...]}`` for
+    several seeds, one thin line each): encoder scale, distance to the codes (the ``commitment`` term), fraction of
+    the probe's positions whose code changed since the previous epoch."""
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for (label, log), color in zip(histories.items(), LINE_COLORS):
-        ep = np.arange(1, len(log["z_norm"]) + 1)
-        axes[0].semilogy(ep, log["z_norm"], "o-", color=color, label=label)
-        axes[1].semilogy(ep, log["commitment"], "o-", color=color, label=label)
-        axes[2].plot(ep[1:], log["codes_changed"][1:], "o-", color=color, label=label)
+    for (label, logs), color in zip(histories.items(), LINE_COLORS):
+        logs = logs if isinstance(logs, (list, tuple)) else [logs]
+        for i, log in enumerate(logs):
+            ep = np.arange(1, len(log["z_norm"]) + 1)
+            kw = dict(color=color, lw=1.5, alpha=0.9, label=label if i == 0 else None)
+            axes[0].semilogy(ep, log["z_norm"], "o-", ms=4, **kw)
+            axes[1].semilogy(ep, log["commitment"], "o-", ms=4, **kw)
+            axes[2].plot(ep[1:], log["codes_changed"][1:], "o-", ms=4, **kw)
     axes[0].set(title=r"Encoder scale $\|z_e(x)\|^2$", xlabel="epoch", ylabel="per image (log scale)")
     axes[1].set(title=r"Distance to the codes $\|z_e - e\|^2$", xlabel="epoch", ylabel="per image (log scale)")
     axes[2].set(title="Codes changed since the last epoch", xlabel="epoch", ylabel="fraction of positions",

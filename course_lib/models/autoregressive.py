@@ -21,6 +21,9 @@ and ``sample(n, ...)`` draws examples one dimension at a time (D passes).
 - :class:`GatedPixelCNN` (van den Oord et al. 2016b): vertical and horizontal stacks with
   gated activations, no blind spot.
 - :class:`CodePixelCNN`: a gated PixelCNN over grids of discrete codes (the VQ-VAE prior).
+- :class:`CodeTransformer`: a small causal Transformer over the same code grids, read in raster order
+  (the decoder-only Transformer of Vaswani et al. 2017 / Radford et al. 2018, as the prior of VQGAN,
+  Esser et al. 2021).
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ __all__ = [
     "simulate_ar", "fit_ar", "forecast_ar",
     "bernoulli_log_likelihood", "categorical_log_likelihood", "all_binary_vectors",
     "FVSBN", "NADE", "MADE", "MaskedLinear", "made_masks", "made_numbers",
-    "conv_mask", "MaskedConv2d", "PixelCNN", "GatedPixelCNN", "CodePixelCNN",
+    "conv_mask", "MaskedConv2d", "PixelCNN", "GatedPixelCNN", "CodePixelCNN", "CodeTransformer",
 ]
 
 
@@ -582,3 +585,87 @@ class CodePixelCNN(GatedPixelCNN):
     @torch.no_grad()
     def sample(self, n: int, size, generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
         return super().sample(n, size, generator, callback).squeeze(1)
+
+
+class CodeTransformer(nn.Module):
+    r"""A causal Transformer prior over grids of K discrete codes, read in raster order.
+
+    The grid (B, H, W) becomes a sequence of L = H W tokens :math:`z_1, \dots, z_L`. The network reads
+    :math:`(s, z_1, \dots, z_{L-1})` (``s`` a start token), adds a learned embedding of each position, and
+    ``n_layers`` Transformer layers with a **causal** attention mask (position i attends to positions <= i of
+    its input, that is to :math:`s, z_{<i}`) output the logits of :math:`p(z_i \mid z_{<i})`, a K-way softmax.
+    Unlike a PixelCNN, every position sees all the previous ones from the first layer on (no receptive field
+    to grow, no blind spot), at a cost quadratic in L.
+
+    Same interface as :class:`CodePixelCNN`: ``forward(x)`` -> logits (B, K, H, W), ``log_prob(x)`` (B,) in
+    nats, ``loss(x)``, ``sample(n, (H, W))`` -> (n, H, W) long (L sequential passes).
+    """
+
+    def __init__(self, num_codes: int, grid_shape=(7, 7), d_model: int = 64, n_heads: int = 4,
+                 n_layers: int = 2, dropout: float = 0.0):
+        super().__init__()
+        if int(num_codes) < 2:
+            raise ValueError(f"num_codes must be at least 2, got {num_codes}.")
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be a multiple of n_heads={n_heads}.")
+        self.num_codes = int(num_codes)
+        self.grid_shape = tuple(int(v) for v in grid_shape)
+        self.length = self.grid_shape[0] * self.grid_shape[1]
+        self.token = nn.Embedding(self.num_codes + 1, d_model)          # index K is the start token
+        self.position = nn.Parameter(0.02 * torch.randn(self.length, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=4 * d_model, dropout=dropout,
+                                           batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, self.num_codes)
+        causal = torch.triu(torch.full((self.length, self.length), float("-inf")), diagonal=1)
+        self.register_buffer("causal_mask", causal)
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x) or x.ndim != 3 or tuple(x.shape[1:]) != self.grid_shape:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"CodeTransformer expects code grids (B, {self.grid_shape[0]}, {self.grid_shape[1]}), "
+                             f"got {shape}.")
+        if x.is_floating_point():
+            raise TypeError(f"CodeTransformer expects code indices (long), got {x.dtype}; use indices.long().")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.num_codes):
+            raise ValueError(f"codes must lie in 0..{self.num_codes - 1}, got {int(x.min())}..{int(x.max())}.")
+        return x.long()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of p(z_i | z_<i) for every position, (B, K, H, W) (teacher forcing: one pass)."""
+        x = self._check(x)
+        b = len(x)
+        seq = x.reshape(b, self.length)
+        start = torch.full((b, 1), self.num_codes, dtype=torch.long, device=x.device)
+        tokens = torch.cat([start, seq[:, :-1]], dim=1)                  # (s, z_1, ..., z_{L-1})
+        h = self.token(tokens) + self.position
+        h = self.layers(h, mask=self.causal_mask)
+        logits = self.head(self.norm(h))                                 # (B, L, K)
+        return logits.transpose(1, 2).reshape(b, self.num_codes, *self.grid_shape)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(z) = sum_i log p(z_i | z_<i), (B,), in nats."""
+        x = self._check(x)
+        return categorical_log_likelihood(self(x), x)
+
+    def loss(self, x: torch.Tensor, y=None) -> dict:
+        nll = -self.log_prob(x).mean()
+        return {"loss": nll, "bits_per_code": nll.detach() / (self.length * math.log(2))}
+
+    @torch.no_grad()
+    def sample(self, n: int, size=None, generator: torch.Generator | None = None, callback=None) -> torch.Tensor:
+        """n grids drawn one position at a time in raster order (L passes): (n, H, W) long."""
+        if size is not None and tuple(size) != self.grid_shape:
+            raise ValueError(f"this CodeTransformer models {self.grid_shape} grids, not {tuple(size)}.")
+        device = self.head.weight.device
+        x = torch.zeros(n, *self.grid_shape, dtype=torch.long, device=device)
+        u = torch.rand(n, self.length, generator=generator).to(device)
+        flat = x.view(n, self.length)
+        for i in range(self.length):
+            logits = self(x).reshape(n, self.num_codes, self.length)[:, :, i]
+            cdf = torch.softmax(logits.float(), dim=1).cumsum(1)
+            flat[:, i] = (u[:, i, None] > cdf[:, :-1]).sum(1)
+            if callback is not None:
+                callback(i + 1, x)
+        return x

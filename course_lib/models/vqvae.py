@@ -12,10 +12,11 @@ VQ-ELBO is log p_theta(x | z_q(x)) - N log K. The argmin has no gradient, so the
 is copied to the encoder's output (straight-through, ``z_e + sg[z_q - z_e]``). The loss, in nats per example
 (summed over pixels, grid positions and code dimensions, averaged over the batch), is
 
-    -log p_theta(x | z_q(x)) + ||sg[z_e(x)] - e||^2 + beta ||z_e(x) - sg[e]||^2,
+    -log p_theta(x | z_q(x)) + ||sg[z_e(x)] - e||^2 + omega ||z_e(x) - sg[e]||^2,
 
 the reconstruction term, the codebook term (moves the codes only) and the commitment term (moves the
-encoder only).
+encoder only), weighted by omega (``commitment_weight``; the paper calls it beta, a symbol this course keeps
+for the KL weight of the beta-VAE).
 
 Codebook health: ``ema=True`` replaces the codebook term by exponential moving averages (appendix A.1
 of the paper) with Laplace smoothing; ``restart_after=n`` re-initialises a code unused for n training
@@ -98,9 +99,10 @@ class VQOutput(NamedTuple):
 class VectorQuantizer(nn.Module):
     """Nearest-code quantization of a grid of vectors, trained by the codebook and commitment terms.
 
-    ``VectorQuantizer(num_codes=K, code_dim=D, beta=0.25)``: ``forward(z_e)`` with z_e of shape (B, D, H, W)
-    returns ``(quantized, vq_loss, indices)``: ``quantized`` equals the nearest codes and carries the
-    straight-through gradient to z_e; ``vq_loss = codebook + beta * commitment`` (nats-per-example
+    ``VectorQuantizer(num_codes=K, code_dim=D, commitment_weight=0.25)``: ``forward(z_e)`` with z_e of shape
+    (B, D, H, W) returns ``(quantized, vq_loss, indices)``: ``quantized`` equals the nearest codes and carries the
+    straight-through gradient to z_e; ``vq_loss = codebook + omega * commitment`` (omega = ``commitment_weight``;
+    ``beta=`` is accepted as its older name) (nats-per-example
     convention: summed over positions and dimensions, averaged over the batch); ``indices`` (B, H, W).
 
     Remedies for dead codes: ``restart_after=n`` (a code unused for n training steps is moved onto a
@@ -108,18 +110,20 @@ class VectorQuantizer(nn.Module):
     codebook from random encoder outputs).
     """
 
-    def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, restart_after: int | None = None,
-                 data_init: bool = False):
+    def __init__(self, num_codes: int, code_dim: int, commitment_weight: float = 0.25,
+                 restart_after: int | None = None, data_init: bool = False, *, beta: float | None = None):
         super().__init__()
+        if beta is not None:   # the older name of the commitment weight
+            commitment_weight = beta
         if int(num_codes) < 1 or int(code_dim) < 1:
             raise ValueError(f"num_codes and code_dim must be positive integers, got {num_codes} and {code_dim}.")
-        if beta < 0:
-            raise ValueError(f"beta (the commitment weight) must be >= 0, got {beta}.")
+        if commitment_weight < 0:
+            raise ValueError(f"commitment_weight (omega) must be >= 0, got {commitment_weight}.")
         if restart_after is not None and int(restart_after) < 1:
             raise ValueError(f"restart_after must be a positive number of steps or None, got {restart_after}.")
         self.num_codes = int(num_codes)
         self.code_dim = int(code_dim)
-        self.beta = float(beta)
+        self.commitment_weight = float(commitment_weight)
         self.restart_after = None if restart_after is None else int(restart_after)
         self.data_init = bool(data_init)
         self._init_codebook()
@@ -132,12 +136,17 @@ class VectorQuantizer(nn.Module):
         self.codebook = nn.Parameter(torch.empty(self.num_codes, self.code_dim).uniform_(-bound, bound))
 
     @property
+    def beta(self) -> float:
+        """The commitment weight under its older name (see ``commitment_weight``)."""
+        return self.commitment_weight
+
+    @property
     def codes(self) -> torch.Tensor:
         """The codebook e_1..e_K, (K, D)."""
         return self.codebook
 
     def extra_repr(self) -> str:
-        return (f"num_codes={self.num_codes}, code_dim={self.code_dim}, beta={self.beta}, "
+        return (f"num_codes={self.num_codes}, code_dim={self.code_dim}, commitment_weight={self.commitment_weight}, "
                 f"restart_after={self.restart_after}, data_init={self.data_init}")
 
     def _check(self, z_e: torch.Tensor) -> None:
@@ -177,7 +186,7 @@ class VectorQuantizer(nn.Module):
         return VQOutput(quantized, self._vq_loss(cb, cm), indices, cb, cm, ppl)
 
     def _vq_loss(self, cb, cm):
-        return cb + self.beta * cm
+        return cb + self.commitment_weight * cm
 
     def forward(self, z_e: torch.Tensor):
         out = self.quantize(z_e)
@@ -221,20 +230,22 @@ class EMAVectorQuantizer(VectorQuantizer):
     For the assignments of the current batch, n_k = number of vectors assigned to code k and
     s_k = their sum:
 
-        N_k <- gamma N_k + (1 - gamma) n_k,   m_k <- gamma m_k + (1 - gamma) s_k,   e_k = m_k / N~_k,
+        N_k <- rho N_k + (1 - rho) n_k,   m_k <- rho m_k + (1 - rho) s_k,   e_k = m_k / N~_k,
 
     with Laplace smoothing N~_k = (N_k + eps) / (N + K eps) * N, N = sum_k N_k (so no code divides by 0).
     The cluster sizes N_k start at 1 and m_k at e_k (not at 0: a first update would otherwise pull
-    every code towards 0). ``vq_loss = beta * commitment`` (the codebook term has no gradient to give).
+    every code towards 0). ``decay`` is rho (the paper's gamma; this course keeps gamma for the decoder's
+    standard deviation). ``vq_loss = omega * commitment`` (the codebook term has no gradient to give).
     """
 
-    def __init__(self, num_codes: int, code_dim: int, beta: float = 0.25, decay: float = 0.99,
-                 eps: float = 1e-5, restart_after: int | None = None, data_init: bool = False):
+    def __init__(self, num_codes: int, code_dim: int, commitment_weight: float = 0.25, decay: float = 0.99,
+                 eps: float = 1e-5, restart_after: int | None = None, data_init: bool = False, *,
+                 beta: float | None = None):
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay (gamma) must be in [0, 1), got {decay}.")
+            raise ValueError(f"decay (rho) must be in [0, 1), got {decay}.")
         self.decay = float(decay)
         self.eps = float(eps)
-        super().__init__(num_codes, code_dim, beta, restart_after, data_init)
+        super().__init__(num_codes, code_dim, commitment_weight, restart_after, data_init, beta=beta)
 
     def _init_codebook(self):
         init = torch.randn(self.num_codes, self.code_dim)
@@ -246,7 +257,7 @@ class EMAVectorQuantizer(VectorQuantizer):
         return super().extra_repr() + f", decay={self.decay}, eps={self.eps}"
 
     def _vq_loss(self, cb, cm):
-        return self.beta * cm
+        return self.commitment_weight * cm
 
     @torch.no_grad()
     def _set_codes(self, which: torch.Tensor, values: torch.Tensor) -> None:
@@ -260,9 +271,9 @@ class EMAVectorQuantizer(VectorQuantizer):
         one_hot = F.one_hot(idx, self.num_codes).type_as(flat)            # (N, K)
         n = one_hot.sum(0)                                                # n_k
         s = one_hot.t() @ flat                                            # s_k, (K, D)
-        g = self.decay
-        self.cluster_size.mul_(g).add_((1 - g) * n)
-        self.code_sum.mul_(g).add_((1 - g) * s)
+        rho = self.decay
+        self.cluster_size.mul_(rho).add_((1 - rho) * n)
+        self.code_sum.mul_(rho).add_((1 - rho) * s)
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.num_codes * self.eps) * total
         self.codebook.copy_(self.code_sum / smoothed[:, None])
@@ -289,9 +300,11 @@ class VQVAE(nn.Module):
     """
 
     def __init__(self, shape=(1, 28, 28), num_codes: int = 32, code_dim: int = 16, hidden: int = 32,
-                 beta: float = 0.25, ema: bool = True, decay: float = 0.99, restart_after: int | None = 20,
-                 data_init: bool = False):
+                 commitment_weight: float = 0.25, ema: bool = True, decay: float = 0.99,
+                 restart_after: int | None = 20, data_init: bool = False, *, beta: float | None = None):
         super().__init__()
+        if beta is not None:   # the older name of the commitment weight
+            commitment_weight = beta
         self.shape = tuple(shape)
         c, h, w = self.shape
         if h % 4 or w % 4:
@@ -309,10 +322,11 @@ class VQVAE(nn.Module):
             nn.ConvTranspose2d(hidden // 2, c, 4, stride=2, padding=1),
         )
         if ema:
-            self.quantizer = EMAVectorQuantizer(num_codes, code_dim, beta, decay=decay, restart_after=restart_after,
+            self.quantizer = EMAVectorQuantizer(num_codes, code_dim, commitment_weight, decay=decay,
+                                                restart_after=restart_after,
                                                 data_init=data_init)
         else:
-            self.quantizer = VectorQuantizer(num_codes, code_dim, beta, restart_after=restart_after,
+            self.quantizer = VectorQuantizer(num_codes, code_dim, commitment_weight, restart_after=restart_after,
                                              data_init=data_init)
 
     @property
@@ -406,7 +420,8 @@ def lesson7_config() -> dict:
     from ..runtime import pick
 
     return dict(
-        model=dict(num_codes=32, code_dim=16, hidden=32, beta=0.25, ema=True, decay=0.95, restart_after=20),
+        model=dict(num_codes=32, code_dim=16, hidden=32, commitment_weight=0.25, ema=True, decay=0.95,
+                   restart_after=20),
         train=dict(epochs=pick(6, 10), batch_size=64, lr=3e-3),
     )
 
@@ -418,8 +433,8 @@ def lesson7_vqvae(train, device=None, progress: bool = True):
       checkpoint is keyed by these data, so pass the same set to load the lesson's weights).
     - The code grid is **7 x 7** with **K = 32** codes (``model.num_codes``) of dimension 16, in both modes
       (full mode trains longer on more data: 6 epochs of 4,000 digits quick, 10 epochs of MNIST full).
-      EMA codebook (decay 0.95) with Laplace smoothing, dead codes restarted after 20 unused steps,
-      beta = 0.25.
+      EMA codebook (decay rho = 0.95) with Laplace smoothing, dead codes restarted after 20 unused steps,
+      commitment weight omega = 0.25.
     - Trained on **dynamically binarized** pixels (``transform=binarize_dynamic``) with a Bernoulli
       decoder: encode binarized images (``binarize_static(x)``) to get the codes the model saw.
     - ``fit(..., checkpoint="lesson07-vqvae")``: load-or-train; ``history.train`` also holds the
