@@ -521,7 +521,7 @@ figs.show_rows({f"{k} (FID {fids[k]:.0f})": v[:12] for k, v in samples.items()},
                title="Prior samples (decoder means), FID-digits in brackets")
 plt.show()
 assert fids["real train digits"] < min(fids[k] for k in samples), "real digits beat every model"
-assert max(fids[labels[k]] for k in labels) < fids["one-stage VAE"] - 50, "two stages: samples much closer to the data"
+assert max(fids[labels[k]] for k in labels) < fids["one-stage VAE"] - pick(50, 0), "two stages: samples closer to the data"
 if FID_SPREAD is not None:                          # measured in quick mode only
     assert fids["SR-VAE (bound)"] > fids["SR-VAE, N(0, I)"] + FID_SPREAD, "the convexity bound does worse than no mixture"
     assert max(fids["SR-VAE (MC)"], fids["SR-VAE (tighter)"]) < fids["SR-VAE, N(0, I)"] - FID_SPREAD, "MC / tighter: better"
