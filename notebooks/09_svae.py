@@ -408,6 +408,8 @@ r = torch.distributions.Beta((m - 1) / 2, (m - 1) / 2).log_prob(eps).exp() * 2 *
 t = 2 * a * b / (1 - (1 - b) * eps)
 alpha = torch.exp((m - 1) * torch.log(t) - t + d)
 envelope = target / alpha                                                                   # M r(w)
+
+# %% slideshow={"slide_type": "subslide"}
 plot_envelope(w, target, envelope, f"m = {m}, κ = {float(kappa):g}: target density and Wood's envelope")
 M, rate_mc = float(torch.trapezoid(envelope, w)), wood_acceptance_rate(m, float(kappa), n=N_MC, generator=generator)
 print(f"M = {M:.4f}: acceptance rate 1/M = {1 / M:.4f}, measured on {N_MC} proposals {rate_mc:.4f}")
@@ -463,6 +465,7 @@ def exact_grad(m, kappa, power):
     return float(torch.autograd.grad(A if power == 1 else 1 - (m - 1) * A / k, k)[0])   # d/dk E[w], d/dk E[w^2]
 
 
+# %% slideshow={"slide_type": "skip"}
 points = [(2, 0.5, 1), (3, 1.0, 1), (5, 2.0, 1), (10, 20.0, 1), (10, 2.0, 2)]   # (m, kappa, f = w^power)
 table = [(m, kappa, exact_grad(m, kappa, p), *grad_estimate(m, kappa, lambda w: w**p, "implicit"),
           *grad_estimate(m, kappa, lambda w: w**p, "pathwise")) for m, kappa, p in points]

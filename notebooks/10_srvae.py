@@ -215,6 +215,7 @@ assert torch.allclose(kl_divergence(q_z, p_z), losses.gaussian_kl_general(
     q_z.mean, 2 * q_z.stddev.log(), p_z.mean, 2 * p_z.stddev.log()), rtol=1e-4)
 
 
+# %% slideshow={"slide_type": "subslide"}
 @torch.no_grad()
 def elbo_direct(model, x):
     """One draw of log p(x, w) - log q(w | x) per image, w = (u, z, y = d(x)), from the six densities."""
@@ -396,6 +397,7 @@ def kl_u_report(model, y, n_samples=200):
             kl_monte_carlo(q_u, model.prior, n_samples).mean().item())
 
 
+# %% slideshow={"slide_type": "subslide"}
 y_test = downscale(test.images, FACTOR)
 seed_everything(1)
 report = {name: kl_u_report(m, y_test) for name, m in models.items() if name != "normal"}
