@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.distributions import Independent, MixtureSameFamily, Normal, kl_divergence
 
-from course_lib.distributions import MixtureOfGaussians, kl_mixture_upper_bound
+from course_lib.distributions import MixtureOfGaussians, kl_mixture_tight_bound, kl_mixture_upper_bound
 from course_lib.distributions.mixture import kl_monte_carlo
 
 
@@ -133,3 +133,29 @@ def test_bound_is_differentiable_in_the_mixture_parameters():
     kl_mixture_upper_bound(_posterior(dtype=torch.float32), p).sum().backward()
     for t in (logits, loc, log_scale):
         assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tight_bound_lies_between_the_monte_carlo_kl_and_the_convexity_bound(seed):
+    p = _mixture(k=5, d=2, seed=seed)
+    q = _posterior(b=8, d=2, seed=seed + 10)
+    tight, loose = kl_mixture_tight_bound(q, p), kl_mixture_upper_bound(q, p)
+    torch.manual_seed(seed)
+    u = q.sample((50_000,))
+    terms = q.log_prob(u) - p.log_prob(u)
+    mc, se = terms.mean(0), terms.std(0) / math.sqrt(len(terms))
+    assert (tight >= mc - 4 * se).all(), f"tight bound {tight} below the Monte Carlo KL {mc}"
+    assert (tight <= loose + 1e-12).all()
+    assert (loose - tight).max() > 0.1, "with separated components the tighter bound is visibly tighter somewhere"
+    by_hand = -torch.log(sum(p.weights[k] * torch.exp(-kl_divergence(
+        q, Independent(Normal(p.loc[k].expand(8, 2), p.scale[k].expand(8, 2)), 1))) for k in range(5)))
+    assert torch.allclose(tight, by_hand, rtol=1e-10)
+
+
+def test_tight_bound_is_exact_for_one_component_and_stable_for_huge_kls():
+    p = _mixture(k=1, d=3)
+    q = _posterior(b=4, d=3)
+    assert torch.allclose(kl_mixture_tight_bound(q, p), kl_mixture_upper_bound(q, p), rtol=1e-10)
+    far = MixtureOfGaussians(torch.zeros(2, dtype=torch.float64), torch.full((2, 3), 100.0, dtype=torch.float64),
+                             torch.ones(2, 3, dtype=torch.float64))
+    assert torch.isfinite(kl_mixture_tight_bound(q, far)).all()

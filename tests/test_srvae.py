@@ -95,6 +95,9 @@ def _by_hand(model, x, seed):
         if model.kl_u_kind == "bound":
             kl_u = sum(w[k] * kl_divergence(q_u, Independent(Normal(model.mix_loc[k], scale[k]), 1))
                        for k in range(model.n_components))
+        elif model.kl_u_kind == "tight":
+            kl_u = -torch.log(sum(w[k] * torch.exp(-kl_divergence(q_u, Independent(Normal(model.mix_loc[k], scale[k]), 1)))
+                                  for k in range(model.n_components)))
         else:
             dens = sum(w[k] * Normal(model.mix_loc[k], scale[k]).log_prob(u).sum(1).exp()
                        for k in range(model.n_components))
@@ -103,7 +106,7 @@ def _by_hand(model, x, seed):
     return {"recon_x": recon_x.mean(), "recon_y": recon_y.mean(), "kl_u": kl_u.mean(), "kl_z": kl_z.mean()}
 
 
-@pytest.mark.parametrize("prior,kl_u", [("normal", "bound"), ("mixture", "bound"), ("mixture", "mc")])
+@pytest.mark.parametrize("prior,kl_u", [("normal", "bound"), ("mixture", "bound"), ("mixture", "tight"), ("mixture", "mc")])
 @pytest.mark.parametrize("factor", [2, 4])
 def test_loss_is_the_sum_of_its_terms_computed_by_hand(prior, kl_u, factor):
     torch.manual_seed(0)
@@ -198,3 +201,20 @@ def test_training_lowers_the_loss_and_learns_gamma():
         torch.set_num_threads(before)
     assert end["loss"] < start["loss"] - 100
     assert end["gamma_x"] < 0.5 and end["gamma_y"] < 0.5, "gamma_1 and gamma_2 should shrink towards the RMSE"
+
+
+def test_tight_bound_lies_between_the_monte_carlo_kl_and_the_convexity_bound_in_the_model():
+    torch.manual_seed(0)
+    tight = SRVAE(factor=4, u_dim=2, z_dim=3, hidden=16, prior="mixture", n_components=6, kl_u="tight")
+    bound = SRVAE(factor=4, u_dim=2, z_dim=3, hidden=16, prior="mixture", n_components=6, kl_u="bound")
+    mc = SRVAE(factor=4, u_dim=2, z_dim=3, hidden=16, prior="mixture", n_components=6, kl_u="mc")
+    with torch.no_grad():
+        tight.mix_loc.mul_(3.0)                             # well-separated components
+    bound.load_state_dict(tight.state_dict())
+    mc.load_state_dict(tight.state_dict())
+    x = _digits(8)
+    with torch.no_grad():
+        kt, kb = tight.terms(x)["kl_u"], bound.terms(x)["kl_u"]
+        km = torch.stack([mc.terms(x)["kl_u"] for _ in range(400)])
+    se = km.std(0) / math.sqrt(len(km))
+    assert (kt <= kb + 1e-5).all() and (kt >= km.mean(0) - 4 * se).all()

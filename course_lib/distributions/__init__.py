@@ -3,7 +3,7 @@
 - :mod:`.von_mises_fisher`: ``VonMisesFisher(loc, scale)`` on the sphere S^(m-1) and
   ``HypersphericalUniform(dim)``, with ``kl_divergence`` between them registered (lesson 9);
 - :mod:`.mixture`: ``MixtureOfGaussians(logits, loc, scale)`` over R^d and
-  ``kl_mixture_upper_bound(q, p)`` (lesson 10).
+  ``kl_mixture_upper_bound(q, p)`` and ``kl_mixture_tight_bound(q, p)`` (lesson 10).
 
 Each module is imported on first use of one of its names.
 """
@@ -16,6 +16,7 @@ _WHERE = {
     "HypersphericalUniform": "von_mises_fisher",
     "MixtureOfGaussians": "mixture",
     "kl_mixture_upper_bound": "mixture",
+    "kl_mixture_tight_bound": "mixture",
 }
 
 __all__ = sorted(_WHERE)

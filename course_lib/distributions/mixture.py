@@ -11,6 +11,13 @@ in its second argument, it is bounded by the mixture of the component KLs (seed 
 .. math:: \mathrm{KL}\Big(q \,\Big\|\, \sum_k w_k p_k\Big) \le \sum_k w_k\, \mathrm{KL}(q \,\|\, p_k),
 
 each term a KL between two diagonal Gaussians in closed form (:func:`kl_mixture_upper_bound`).
+A tighter closed-form bound follows from Jensen's inequality for the concave log,
+:math:`\mathbb{E}_q \log \sum_k w_k p_k(u) \ge \log \sum_k w_k \exp(\mathbb{E}_q \log p_k(u))`:
+
+.. math:: \mathrm{KL}\Big(q \,\Big\|\, \sum_k w_k p_k\Big) \le -\log \sum_k w_k\, e^{-\mathrm{KL}(q \| p_k)}
+          \le \sum_k w_k\, \mathrm{KL}(q \,\|\, p_k)
+
+(:func:`kl_mixture_tight_bound`; the second inequality is Jensen for the convex exp).
 :func:`kl_monte_carlo` estimates the KL itself, :math:`\mathbb{E}_q[\log q(u) - \log p(u)]`.
 """
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, constraints, kl_divergence
 
-__all__ = ["MixtureOfGaussians", "kl_mixture_upper_bound", "kl_monte_carlo"]
+__all__ = ["MixtureOfGaussians", "kl_mixture_upper_bound", "kl_mixture_tight_bound", "kl_monte_carlo"]
 
 
 class MixtureOfGaussians(MixtureSameFamily):
@@ -127,6 +134,24 @@ def kl_mixture_upper_bound(q: Independent, p: MixtureOfGaussians) -> torch.Tenso
     mu, sigma = q.base_dist.loc.unsqueeze(-2), q.base_dist.scale.unsqueeze(-2)       # (B, 1, d)
     per_component = kl_divergence(Normal(mu, sigma), Normal(p.loc, p.scale)).sum(-1)  # (B, K)
     return (p.weights * per_component).sum(-1)
+
+
+def _component_kls(q: Independent, p: MixtureOfGaussians) -> torch.Tensor:
+    """KL(q || p_k) for every posterior in q's batch and every component: shape (B, K)."""
+    mu, sigma = q.base_dist.loc.unsqueeze(-2), q.base_dist.scale.unsqueeze(-2)       # (B, 1, d)
+    return kl_divergence(Normal(mu, sigma), Normal(p.loc, p.scale)).sum(-1)
+
+
+def kl_mixture_tight_bound(q: Independent, p: MixtureOfGaussians) -> torch.Tensor:
+    r"""The tighter closed-form bound :math:`-\log \sum_k w_k \exp(-\mathrm{KL}(q \,\|\, p_k))`, one value per
+    distribution in q's batch (shape ``(B,)``), computed with ``logsumexp``.
+
+    It lies between the KL and the convexity bound (:func:`kl_mixture_upper_bound`): Jensen for the concave
+    log gives :math:`\mathbb{E}_q \log p(u) \ge \log \sum_k w_k e^{\mathbb{E}_q \log p_k(u)}`, and
+    :math:`\mathbb{E}_q \log p_k = -\mathrm{KL}(q \| p_k) - H(q)`. Equality for one component.
+    """
+    _check_pair(q, p)
+    return -torch.logsumexp(torch.log_softmax(p.mixture_distribution.logits, -1) - _component_kls(q, p), dim=-1)
 
 
 def kl_monte_carlo(q, p, n_samples: int = 1000, generator_seed: int | None = None) -> torch.Tensor:

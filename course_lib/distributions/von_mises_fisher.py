@@ -83,7 +83,7 @@ def log_bessel_iv(v, kappa: torch.Tensor) -> torch.Tensor:
     r"""log I_v(kappa), the modified Bessel function of the first kind, for v >= 0 and kappa > 0.
 
     I_v(kappa) = sum_j (kappa/2)^(2j+v) / (j! Gamma(v+j+1)) over- or underflows long before its
-    logarithm does (I_127(1e-3) ~ 1e-634, I_0(1e5) ~ 1e43427), so the lesson only ever uses the log:
+    logarithm does (I_127(1e-3) ~ 10^-632.7, I_0(1e5) ~ 10^43426.5), so the lesson only ever uses the log:
     a series in log space where sqrt(v^2 + kappa^2) < 50, the uniform asymptotic expansion beyond
     (relative error below 1e-9 there). Computed in float64, differentiable (autograd gives
     d/dkappa log I_v = I_{v+1}/I_v + v/kappa), returned in kappa's dtype.

@@ -47,11 +47,15 @@ def kl_to_mixture_1d(m: float, s: float, weights, means, scales, n_grid: int = 2
     return float(torch.trapezoid(log_q.exp() * (log_q - log_p), u))
 
 
-def plot_kl_bound_1d(ms, exact, bound, means, title: str = "", ax=None):
-    """The exact KL to a two-component mixture and the convexity bound, as the posterior mean moves."""
+def plot_kl_bound_1d(ms, exact, bound, means, title: str = "", ax=None, tight=None):
+    """The exact KL to a two-component mixture and the convexity bound (and, if given, the tighter bound
+    -log sum_k w_k exp(-KL_k)), as the posterior mean moves."""
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 4.2))
     ax.plot(ms, bound, color=LINE_COLORS[1], lw=2.5, label=r"bound $\sum_k w_k\,\mathrm{KL}(q\,\|\,p_k)$")
+    if tight is not None:
+        ax.plot(ms, tight, color=LINE_COLORS[2], lw=2.5, ls="--",
+                label=r"tighter $-\log\sum_k w_k e^{-\mathrm{KL}(q\,\|\,p_k)}$")
     ax.plot(ms, exact, color=LINE_COLORS[0], lw=2.5, label=r"exact $\mathrm{KL}(q\,\|\,\sum_k w_k p_k)$")
     for mu in means:
         ax.axvline(mu, color=PALETTE["black"], ls=":", lw=1)

@@ -7,7 +7,8 @@ import torch
 
 from ..plots import CLASS_CMAP, LINE_COLORS, PALETTE
 
-__all__ = ["show_latents", "plot_gradient_bias", "plot_acceptance", "plot_mnist_latents", "plot_sphere_samples"]
+__all__ = ["show_latents", "plot_gradient_bias", "plot_acceptance", "plot_mnist_latents", "plot_sphere_samples",
+           "plot_envelope", "show_walk"]
 
 
 def show_latents(codes: dict, samples: dict, colour, title_suffix: str = "", height: float = 3.8):
@@ -29,19 +30,19 @@ def show_latents(codes: dict, samples: dict, colour, title_suffix: str = "", hei
     plt.show()
 
 
-def plot_gradient_bias(table):
+def plot_gradient_bias(table, labels=None):
     """Relative error of the two kappa-gradient estimators at each (m, kappa), with 2 s.e. bars.
 
-    ``table`` rows: (m, kappa, exact, implicit, s.e. implicit, pathwise, s.e. pathwise).
+    ``table`` rows: (m, kappa, exact, implicit, s.e. implicit, pathwise, s.e. pathwise); ``labels`` name the bars.
     """
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(10, 3.6))
     rel = np.array([[(gi - ex) / ex, (gp - ex) / ex, 2 * si / ex, 2 * spw / ex] for _, _, ex, gi, si, gp, spw in table])
     xs = np.arange(len(table))
     ax.bar(xs - 0.2, rel[:, 0], 0.4, yerr=rel[:, 2], color=PALETTE["blue"], label="implicit (course_lib)")
     ax.bar(xs + 0.2, rel[:, 1], 0.4, yerr=rel[:, 3], color=PALETTE["vermillion"], label="pathwise term only")
     ax.axhline(0, color=PALETTE["black"], lw=0.8)
-    ax.set(xticks=xs, xticklabels=[f"m={m}, κ={k:g}" for m, k, *_ in table], ylabel="relative error",
-           title=r"Estimated $\partial_\kappa E[\mu^\top z]$ vs exact (± 2 s.e.)")
+    ax.set(xticks=xs, xticklabels=labels or [f"m={m}, κ={k:g}" for m, k, *_ in table], ylabel="relative error",
+           title=r"Estimated $\partial_\kappa E[f(\mu^\top z)]$ vs exact (± 2 s.e.)")
     ax.legend()
     plt.show()
 
@@ -82,4 +83,32 @@ def plot_sphere_samples(z3, title: str = "", size: float = 4.6):
     ax.scatter(*z3.detach().cpu().T.numpy(), s=6, color=PALETTE["blue"])
     ax.set_box_aspect((1, 1, 1))
     ax.set(title=title, xlabel="$z_1$", ylabel="$z_2$", zlabel="$z_3$")
+    plt.show()
+
+
+def plot_envelope(w, target, envelope, title: str = "", height: float = 3.6):
+    """Wood's envelope M r(w) (the scaled proposal density) over the target density p(w) of w = mu^T z."""
+    fig, ax = plt.subplots(figsize=(8, height))
+    ax.fill_between(w, 0, target, color=PALETTE["blue"], alpha=0.35, label="target p(w)")
+    ax.plot(w, target, color=PALETTE["blue"], lw=1.5)
+    ax.plot(w, envelope, color=PALETTE["vermillion"], lw=2, ls="--", label="envelope M r(w)")
+    ax.set(title=title, xlabel=r"$w = \mu^\top z$", ylabel="density", xlim=(w[0], w[-1]), ylim=(0, None))
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def show_walk(rows: dict, size: float = 0.9):
+    """One row of 28x28 images per entry of ``rows`` (name -> N x 1 x 28 x 28), no ticks, the name on the left."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.4), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(images[c].detach().cpu().reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=12)
+    fig.tight_layout()
     plt.show()

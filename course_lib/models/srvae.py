@@ -20,8 +20,9 @@ Loss (the negative ELBO, eq. 19 and 21 with the errata corrected), in nats per e
 one reparameterized sample of u and of z per example; KL_z between two diagonal Gaussians in closed
 form (:func:`course_lib.losses.gaussian_kl_general`); KL_u in closed form for the standard normal
 prior, and for the mixture prior either the convexity bound (``kl_u="bound"``,
-:func:`course_lib.distributions.kl_mixture_upper_bound`) or a one-sample Monte Carlo estimate
-(``kl_u="mc"``: log q(u|y) - log p(u) at the sampled u).
+:func:`course_lib.distributions.kl_mixture_upper_bound`), the tighter bound -log sum_k w_k exp(-KL(q || p_k))
+(``kl_u="tight"``, :func:`course_lib.distributions.kl_mixture_tight_bound`) or a one-sample Monte Carlo
+estimate (``kl_u="mc"``: log q(u|y) - log p(u) at the sampled u).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from ..distributions.mixture import MixtureOfGaussians, kl_mixture_upper_bound
+from ..distributions.mixture import MixtureOfGaussians, kl_mixture_tight_bound, kl_mixture_upper_bound
 from ..losses import LOG_2PI, gaussian_kl, gaussian_kl_general, gaussian_nll
 from .layers import check_input, mlp
 
@@ -66,7 +67,8 @@ class SRVAE(nn.Module):
 
     - ``factor``: y = average-pooling of x by ``factor`` (28x28 -> 14x14 for 2, 7x7 for 4);
     - ``prior``: ``"normal"`` (p(u) = N(0, I)) or ``"mixture"`` (learned weights, means and scales, eq. 22);
-    - ``kl_u``: with the mixture prior, ``"bound"`` (sum_k w_k KL(q || p_k)) or ``"mc"`` (one-sample estimate);
+    - ``kl_u``: with the mixture prior, ``"bound"`` (sum_k w_k KL(q || p_k)), ``"tight"`` (-log sum_k w_k e^-KL(q || p_k))
+      or ``"mc"`` (one-sample estimate);
     - ``gamma_init``: the initial decoder standard deviations gamma_1 = gamma_2 (both learned).
 
     The networks are small MLPs; the x decoder outputs the bilinear upsampling of y plus a correction.
@@ -77,8 +79,9 @@ class SRVAE(nn.Module):
         super().__init__()
         if prior not in ("normal", "mixture"):
             raise ValueError(f"unknown prior {prior!r}; choose 'normal' or 'mixture'.")
-        if kl_u not in ("bound", "mc"):
-            raise ValueError(f"unknown kl_u {kl_u!r}; choose 'bound' (convexity bound) or 'mc' (Monte Carlo).")
+        if kl_u not in ("bound", "tight", "mc"):
+            raise ValueError(f"unknown kl_u {kl_u!r}; choose 'bound' (convexity bound), 'tight' (the tighter bound "
+                             "-log sum_k w_k exp(-KL_k)) or 'mc' (Monte Carlo).")
         if gamma_init <= 0:
             raise ValueError(f"gamma_init must be positive, got {gamma_init}.")
         self.shape = tuple(shape)
@@ -174,12 +177,15 @@ class SRVAE(nn.Module):
 
     def kl_u(self, mu: torch.Tensor, logvar: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(u | y) || p(u)) per example, q(u | y) = N(mu, diag exp(logvar)): closed form for the normal
-        prior; for the mixture the convexity bound (``kl_u="bound"``) or log q(u|y) - log p(u) at the sample u."""
+        prior; for the mixture the convexity bound (``kl_u="bound"``), the tighter bound (``kl_u="tight"``) or
+        log q(u|y) - log p(u) at the sample u."""
         if self.prior_kind == "normal":
             return gaussian_kl(mu, logvar)
         q_u = self._gaussian(mu, logvar)
         if self.kl_u_kind == "bound":
             return kl_mixture_upper_bound(q_u, self.prior)
+        if self.kl_u_kind == "tight":
+            return kl_mixture_tight_bound(q_u, self.prior)
         if u is None:
             u = q_u.rsample()
         return q_u.log_prob(u) - self.prior.log_prob(u)
