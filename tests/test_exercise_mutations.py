@@ -28,27 +28,10 @@ CELL_TIMEOUT = 20.0
 # (notebook stem, exercise) -> why it is below the bar today: the figure measured on 2026-12-06 with the limits
 # above (python -m course_lib mutations NN --exercise NAME lists the missed mutants).
 BELOW_BAR = {
-    ("01_autoencoders", "salt_and_pepper"): "83.3 % (5 of 6); the self-check misses: < -> >",
-    ("04_beta_vae", "optimal_gamma_per_pixel"): "87.5 % (14 of 16); the self-check misses: - -> +, dropped term",
-    ("05_evaluation", "best_gaussian"): "80.0 % (4 of 5) of its 6 capped mutants; all 33: 92.3 % (24 of 26); misses: sum -> mean",
-    ("06_cvae", "style_transfer"): "80.0 % (4 of 5); the self-check misses: wrong variable",
-    ("07_vqvae", "quantize"): "78.6 % (44 of 56); the self-check misses: swapped arguments",
-    ("09_svae", "estimate_kappa"): "89.7 % (52 of 58); the self-check misses: - -> +, dropped factor, dropped term, off by one",
-    ("10_srvae", "mixture_kl_tighter_bound"): "85.7 % (18 of 21); the self-check misses: dropped factor, off by one",
 }
 
 # notebook stem -> its grade cells that hold an assert today (see mutations.grade_cell_asserts).
 ASSERTS_IN_GRADE_CELLS = {
-    "01_autoencoders": "9 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "02_elbo": "10 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "03_vae": "11 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "04_beta_vae": "15 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "05_evaluation": "10 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "06_cvae": "9 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "07_vqvae": "12 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "08_autoregressive": "7 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "09_svae": "15 asserts in its grade cells (issue 17 item 4: record, do not assert)",
-    "10_srvae": "16 asserts in its grade cells (issue 17 item 4: record, do not assert)",
 }
 
 
