@@ -197,6 +197,13 @@ def test_a_progress_bar_is_not_announced_as_a_widget():
     for prepared in (slides.prepare_for_slides(nb), site.prepare_for_site(nb)):
         outputs = prepared.cells[0].outputs
         assert [o.output_type for o in outputs] == ["stream"], outputs
+    # a model loaded from its checkpoint says so instead of drawing a bar: neither is shown
+    loaded = nbformat.v4.new_code_cell("fit(model, data, checkpoint='x')")
+    loaded.outputs = [nbformat.v4.new_output("stream", name="stdout", text="Loaded x-0a1b.pt: trained 8 epochs in 3.1 s "
+                                             "on cpu.\nrate 3.2 nats\n"),
+                      nbformat.v4.new_output("stream", name="stdout", text="Loaded y-2c.pt: trained 8 epochs in 1 s on cpu.\n")]
+    nb.cells = [loaded]
+    assert [o.text for o in slides.prepare_for_slides(nb).cells[0].outputs] == ["rate 3.2 nats\n"]
     assert not slides.is_progress_bar({"data": {"text/plain": "interactive(children=(FloatSlider(value=0.0"}})
     assert slides.is_progress_bar({"data": {"text/plain": "HBox(children=(HTML(value=''), FloatProgress(value=0.0"}})
 

@@ -51,7 +51,7 @@ def test_hidden_tests_are_removed_and_visible_part_kept(course):
     text = (course / "exercises" / "01_demo.ipynb").read_text()
     assert "BEGIN HIDDEN" not in text and "add(-1, 1)" not in text and "square(-4)" not in text
     assert "BEGIN SOLUTION" not in text
-    assert grade_cell(ex, "add").source == "assert add(0, 0) == 0\n" + HIDDEN_STUB
+    assert grade_cell(ex, "add").source == "# add is graded on inputs you do not see\n" + HIDDEN_STUB
     assert grade_cell(ex, "square").source == HIDDEN_STUB
     assert grade_cell(ex, "add").metadata["grade"] == {"exercise": "add", "points": 2}
     assert grade_cell(ex, "add").metadata["editable"] is False

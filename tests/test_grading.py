@@ -318,7 +318,9 @@ def test_ctrl_c_keeps_what_was_graded(course, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "course_lib", "grade", first, slow, "--jobs", "1", "--csv", str(out),
                              "--solutions", str(course / "solutions"), "--quiet", "--feedback", str(tmp_path / "fb"),
                              *([] if ISOLATED else ["--no-sandbox"])],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: pytest-xdist workers ignore SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 1200  # a safety net for a hung run, not a speed test (CI machines are busy)
     while time.monotonic() < deadline and (not out.exists() or first not in out.read_text()):
         time.sleep(0.5)

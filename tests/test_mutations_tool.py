@@ -89,9 +89,16 @@ def test_sample_is_deterministic_and_keeps_order():
     assert [every.index(m) for m in two] == sorted(every.index(m) for m in two)
 
 
-def test_grade_cell_assert_check():
+def test_grade_cell_assert_check(tmp_path):
     assert mutations.grade_cell_asserts(FIXTURE) == []
-    problems = mutations.grade_cell_asserts(DEMO)
+    assert mutations.grade_cell_asserts(DEMO) == []  # the grader's fixture records only
+    text = DEMO.read_text()
+    text = text.replace("### BEGIN HIDDEN TESTS\nrecord(\"add(-1, 1)\"", "assert add(0, 0) == 0\n### BEGIN HIDDEN TESTS\n"
+                        "assert add(-1, 1) == 0\nrecord(\"add(-1, 1)\"", 1)
+    text = text.replace("record(\"double(t)\"", "assert (double(_t) == 2 * _t).all()\nrecord(\"double(t)\"", 1)
+    bad = tmp_path / "01_demo.py"
+    bad.write_text(text)
+    problems = mutations.grade_cell_asserts(bad)
     assert any(p.startswith("add: assert on line") and "before its records" in p for p in problems), problems
     assert any(p.startswith("double: assert") for p in problems), problems
 

@@ -52,6 +52,8 @@ REMOVE_OUTPUT_TAGS = {"remove-output", "hide-output"}
 KEEP_ASSERTS_TAG = "slides-keep-asserts"
 # tqdm's notebook bar is a widget whose text form is the bar: "VAE:   0%|          | 0/30 [00:00<?, ?epoch/s]"
 _PROGRESS_TEXT = re.compile(r"(^|\s)\d{1,3}%\|.*\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?\s*\[|^HBox\(children=\(HTML\(value=")
+# fit()'s note when it loads a checkpoint instead of training: the slide's equivalent of a finished bar
+_LOADED_LINE = re.compile(r"^Loaded \S+\.pt: trained .*\n?", re.M)
 CELL_TIMEOUT = 600.0   # seconds, one cell (a full-mode training cell loads a checkpoint; quick trains)
 TOTAL_TIMEOUT = 1800.0  # seconds, one lesson
 
@@ -399,6 +401,11 @@ def prepare_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             continue
         cell.outputs = [o for o in cell.outputs if not (o.get("output_type") in ("display_data", "execute_result")
                                                         and is_progress_bar(o))]
+        for o in cell.outputs:  # a cached model's "Loaded ..." line is progress too: shown neither way
+            if o.get("output_type") == "stream":
+                text = o.get("text", "")
+                o["text"] = _LOADED_LINE.sub("", "".join(text) if isinstance(text, list) else text)
+        cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and not o["text"].strip())]
         tables_from_prints(cell)
         widget = [o for o in cell.outputs if WIDGET_MIME in o.get("data", {})]
         if not widget:
