@@ -18,11 +18,10 @@
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **You need** lesson 2 (the ELBO) and lesson 3 (the VAE: encoder, decoder, reparameterization, `course_lib.models.VAE`).
 #
-# **Run time** quick mode (a CPU without CUDA, or `COURSE_QUICK=1`: 4,000 real 28x28 MNIST training digits, small
-# models, a few epochs): under a minute of CPU (56 s of user + system time, checkpoints trained from scratch, under
-# pytest). Full mode (`COURSE_QUICK=0`: full-size models, 30 epochs): about an hour of CPU on a 2-core machine
-# (estimated from its first model, about 4 CPU minutes); on a GPU with all of MNIST, not measured. Trained models are
-# saved as checkpoints: re-running the notebook loads them in seconds.
+# **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
+# default without a GPU, 57 s for this notebook from a fresh kernel, 3 s for its exercise notebook. Full mode on a
+# GPU: not measured. Trained models are cached as checkpoints: a second run loads them. Full mode on this CPU was not
+# run to the end: its first model alone took about 4 CPU minutes (an hour estimated for the lesson).
 #
 # **One likelihood per experiment.** Sections 1-5, 7 and 8: **binary** pixels (dynamically binarized for training,
 # statically for the test set; section 8's squares are binary already) with a **Bernoulli** decoder, so the nats

@@ -33,3 +33,21 @@ def test_rewrite_puts_the_measured_figure_in_the_readme_and_the_header(tmp_path)
     assert "47 s for this notebook" in header and "9 s for its exercise notebook" in header
     assert "typed by hand" not in header and "# **Units** nats." in header  # only the paragraph is replaced
     assert timings.rewrite(root, check=True) == []  # idempotent
+
+
+def _lesson_seconds(text):
+    m = re.search(r"quick mode, the\s*(?:#\s*)?default without a GPU, (\d+) s for this notebook", text.replace("\n# ", " "))
+    return int(m.group(1)) if m else None
+
+
+def test_readme_and_lesson_headers_give_the_same_measured_times():
+    data = json.loads((ROOT / timings.TIMINGS).read_text())
+    assert timings.rewrite(ROOT, check=True) == [], "run `python -m course_lib timings` (README or a header is stale)"
+    readme = (ROOT / "README.md").read_text()
+    lessons = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert sorted(data["lessons"]) == lessons, "every lesson has a measured time"
+    for stem in lessons:
+        t = data["lessons"][stem]
+        row = next(line for line in readme.splitlines() if line.startswith("| ") and f"`{stem}`" in line)
+        assert row.split(" | ")[4] == timings.readme_cell(stem, data)
+        assert _lesson_seconds((ROOT / "notebooks" / f"{stem}.py").read_text()) == t["lesson"]

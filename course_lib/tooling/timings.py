@@ -78,14 +78,16 @@ def _seconds(s) -> str:
 
 
 def header_paragraph(stem: str, data: dict) -> str:
-    """The lesson's "**Run time**" paragraph (jupytext comment lines, no trailing newline)."""
+    """The lesson's "**Run time**" paragraph (jupytext comment lines, no trailing newline); ``data["notes"]``
+    may add a sentence per lesson (what is known of full mode where it was not measured)."""
     t = data["lessons"][stem]
     full = data.get("full", {}).get(stem)
     text = (f"**Run time** (measured with `python -m course_lib timings` on {data['machine']}): quick mode, the "
             f"default without a GPU, {_seconds(t['lesson'])} for this notebook from a fresh kernel"
             + (f", {_seconds(t['exercise'])} for its exercise notebook" if "exercise" in t else "") + ". "
             + (f"Full mode on the same CPU: {_seconds(full)}. " if full else "")
-            + "Full mode on a GPU: not measured. Trained models are cached as checkpoints: a second run loads them.")
+            + "Full mode on a GPU: not measured. Trained models are cached as checkpoints: a second run loads them."
+            + (" " + data["notes"][stem] if stem in data.get("notes", {}) else ""))
     words, lines, line = text.split(" "), [], "#"
     for w in words:  # wrap at 118 columns like the lessons' Markdown
         if len(line) + 1 + len(w) > 118:
