@@ -554,6 +554,19 @@ def _kid_from_features(fr: torch.Tensor, fg: torch.Tensor) -> float:
     return float(within_r + within_g - 2 * k_rg.mean())
 
 
+def _feature_pair(real, generated, features, batch_size):
+    """Both sets as float64 N x F feature matrices: given as such, or computed with ``features``."""
+    fn = _feature_fn(features)
+    if fn is None:
+        fr, fg = _float64(_images(real)), _float64(_images(generated))
+        if fr.ndim != 2 or fg.ndim != 2:
+            raise ValueError("images were given without features=: pass features=get_classifier(...) "
+                             "or N x F feature matrices.")
+    else:
+        fr, fg = (_float64(features_of(d, fn, batch_size)) for d in (real, generated))
+    return fr, fg
+
+
 def kid(real, generated, features=None, batch_size: int = 500) -> float:
     r"""Kernel Inception Distance (Binkowski et al. 2018, eq. 2 and section 3): the unbiased estimate of
     the squared maximum mean discrepancy between the feature distributions of ``real`` and ``generated``,
@@ -566,14 +579,7 @@ def kid(real, generated, features=None, batch_size: int = 500) -> float:
     negative when the two distributions are equal. Arguments as in :func:`fid`. O((m + n)^2) memory:
     fine for a few thousand examples.
     """
-    fn = _feature_fn(features)
-    if fn is None:
-        fr, fg = _float64(_images(real)), _float64(_images(generated))
-        if fr.ndim != 2 or fg.ndim != 2:
-            raise ValueError("images were given without features=: pass features=get_classifier(...) "
-                             "or N x F feature matrices.")
-    else:
-        fr, fg = (_float64(features_of(d, fn, batch_size)) for d in (real, generated))
+    fr, fg = _feature_pair(real, generated, features, batch_size)
     if fr.shape[1] != fg.shape[1]:
         raise ValueError(f"feature sizes differ: {fr.shape[1]} and {fg.shape[1]}.")
     return _kid_from_features(fr, fg)
@@ -622,14 +628,7 @@ def precision_recall(real, generated, features=None, k: int = 3, batch_size: int
     generated manifold (does the model cover the data?). Both in [0, 1]. Arguments as in :func:`fid`
     (the paper uses k = 3 and VGG-16 features; ours are the course classifier's).
     """
-    fn = _feature_fn(features)
-    if fn is None:
-        fr, fg = _float64(_images(real)), _float64(_images(generated))
-        if fr.ndim != 2 or fg.ndim != 2:
-            raise ValueError("images were given without features=: pass features=get_classifier(...) "
-                             "or N x F feature matrices.")
-    else:
-        fr, fg = (_float64(features_of(d, fn, batch_size)) for d in (real, generated))
+    fr, fg = _feature_pair(real, generated, features, batch_size)
     precision = _coverage(fg, fr, knn_radii(fr, k)).double().mean()
     recall = _coverage(fr, fg, knn_radii(fg, k)).double().mean()
     return float(precision), float(recall)
