@@ -518,6 +518,13 @@ def fid_spread(reference_features: torch.Tensor, pools: dict, sizes, draws: int 
     (by a factor of about sqrt(1 - n / pool size)).
     """
     mu_r, s_r = gaussian_stats(reference_features)
+    return _subset_draws(pools, sizes, draws, seed,
+                         lambda subset: frechet_distance(mu_r, s_r, *gaussian_stats(subset)))
+
+
+def _subset_draws(pools: dict, sizes, draws: int, seed: int, score) -> dict:
+    """``{name: {n: float64 tensor of score(subset)}}`` over ``draws`` random subsets of size ``n`` of each pool;
+    the same subsets for the same ``seed`` (so FID and KID spreads compare draw by draw)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, pool in pools.items():
@@ -526,11 +533,7 @@ def fid_spread(reference_features: torch.Tensor, pools: dict, sizes, draws: int 
         for n in sizes:
             if n > len(pool):
                 raise ValueError(f"pool {name!r} has {len(pool)} examples, fewer than n = {n}.")
-            vals = []
-            for _ in range(draws):
-                idx = torch.randperm(len(pool), generator=g)[:n]
-                mu, s = gaussian_stats(pool[idx])
-                vals.append(frechet_distance(mu_r, s_r, mu, s))
+            vals = [score(pool[torch.randperm(len(pool), generator=g)[:n]]) for _ in range(draws)]
             out[name][n] = torch.tensor(vals, dtype=torch.float64)
     return out
 
@@ -589,17 +592,7 @@ def kid_spread(reference_features: torch.Tensor, pools: dict, sizes, draws: int 
     """As :func:`fid_spread`, for the KID: ``{name: {n: float64 tensor of draws KIDs}}``, the same subsets
     as :func:`fid_spread` with the same ``seed`` (so the two spreads can be compared draw by draw)."""
     ref = _float64(reference_features)
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, pool in pools.items():
-        pool = _float64(pool)
-        out[name] = {}
-        for n in sizes:
-            if n > len(pool):
-                raise ValueError(f"pool {name!r} has {len(pool)} examples, fewer than n = {n}.")
-            vals = [_kid_from_features(ref, pool[torch.randperm(len(pool), generator=g)[:n]]) for _ in range(draws)]
-            out[name][n] = torch.tensor(vals, dtype=torch.float64)
-    return out
+    return _subset_draws(pools, sizes, draws, seed, lambda subset: _kid_from_features(ref, subset))
 
 
 # ----------------------------------------------------------------------------------------
