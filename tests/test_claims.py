@@ -13,7 +13,8 @@ def _lesson(tmp_path):
         # a 'claim' true on course seed 0 only
         nbformat.v4.new_code_cell("assert course_seed() == 0, 'this claim holds on seed 0 only'"),
         nbformat.v4.new_code_cell("raise ValueError('shown on purpose')", metadata={"tags": ["raises-exception"]}),
-        nbformat.v4.new_code_cell("x = torch.rand(2, generator=g)\nassert x.shape == (2,)"),
+        nbformat.v4.new_code_cell("x = torch.rand(2, generator=g)\nassert x.shape == (2,)\n"
+                                  "print(f'first draw {float(x[0]):.6f} on seed {course_seed()}')"),
     ]
     path = tmp_path / "99_toy.ipynb"
     nbformat.write(nb, str(path))
@@ -28,5 +29,9 @@ def test_sweep_reports_the_claim_that_fails_on_another_seed(tmp_path):
     assert by_seed[1].status == "fail"
     [failure] = by_seed[1].failures  # the expected error of cell 4 is not a failure; cell 5 still ran
     assert failure.cell == 3 and "seed 0 only" in failure.error and failure.first_line.startswith("assert")
+    # what each run printed is kept (the spread of a number over seeds is read from the JSON report)
+    draws = {s: r.printed.strip() for s, r in by_seed.items()}
+    assert draws[0].startswith("first draw ") and draws[0].endswith("on seed 0") and draws[1].endswith("on seed 1")
+    assert draws[0].split()[2] != draws[1].split()[2], "another seed, another draw"
     text = claims.report_markdown(runs)
     assert "| 99_toy | pass | FAIL 3 |" in text and "1 of 2 runs passed" in text

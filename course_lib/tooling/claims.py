@@ -58,6 +58,7 @@ class Run:
     status: str = "pass"  # pass, fail, stopped (a time limit or a dead kernel)
     failures: list = field(default_factory=list)
     note: str = ""
+    printed: str = ""  # what the lesson printed (its stdout, in cell order): the numbers behind each claim
 
 
 def _read(path: Path):
@@ -97,6 +98,7 @@ def run_lesson(path: str | Path, seed: int, full: bool = False, checkpoint_dir: 
         outcomes = run_cells(nb, kernel_argv(), env, cwd, timeout=timeout, cell_timeout=cell_timeout,
                              max_cell_bytes=20_000, max_total_bytes=2_000_000)
     run.seconds = time.monotonic() - start
+    run.printed = _printed(outcomes)
     for outcome in outcomes:
         cell = nb.cells[outcome.index]
         first = next((line for line in cell.source.splitlines() if line.strip()), "")[:100]
@@ -111,6 +113,13 @@ def run_lesson(path: str | Path, seed: int, full: bool = False, checkpoint_dir: 
     if run.failures and run.status == "pass":
         run.status = "fail"
     return run
+
+
+def _printed(outcomes, limit: int = 200_000) -> str:
+    """The text the cells printed (stream outputs), in order; the last ``limit`` characters."""
+    text = "".join(o.get("text", "") for outcome in outcomes for o in outcome.outputs
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    return text[-limit:]
 
 
 def sweep(lessons, seeds, full: bool = False, jobs: int = 1, checkpoint_dir: str | None = None, log=print,
