@@ -484,11 +484,15 @@ def test_eval_plots_draw_without_a_display():
     assert len(axes) == 4 and axes[2].get_legend() is not None, "a precision/recall panel"
     fig6, axes = figs.kid_bias_figure(spread, {"p": spread["p"], "q": spread["p"]})
     assert len(axes) == 3, "the FID, then one KID panel per pool"
+    fig8, axes = figs.kid_bias_figure(spread, {k: spread["p"] for k in "pqrs"})
+    assert len(axes) == 5 and fig8.get_size_inches()[0] <= 14, "five panels: two rows of three at most (slides)"
+    assert len({round(ax.get_position().y0, 3) for ax in axes}) == 2
+    plt_close = [fig8]
     fig7, _ = figs.image_sets_figure(imgs, {"a": (1.0, 2.0), "b": (10.0, 3.0)}, errors={"a": (0.1, 0.1), "b": (1.0, 0.2)})
     assert figs.grey_fraction(torch.tensor([0.0, 0.5, 1.0, 0.95])) == 0.25
     import matplotlib.pyplot as plt
 
-    for f in (fig, fig2, fig3, fig4, fig5, fig6, fig7):
+    for f in (fig, fig2, fig3, fig4, fig5, fig6, fig7, *plt_close):
         plt.close(f)
 
 

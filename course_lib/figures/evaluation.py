@@ -132,10 +132,18 @@ def fid_spread_figure(spread: dict, fit_c: float | None = None):
 
 
 def kid_bias_figure(fid_spread: dict, kid_spread: dict):
-    """FID of every pool (left, log scale), then the KID of each pool on its own axis: mean ± standard
-    error over the draws against the number of images n."""
+    """FID of every pool (first panel, log scale), then the KID of each pool on its own axis: mean ± standard
+    error over the draws against the number of images n. Three panels a row at most (a slide at 1024 x 768
+    draws a wider figure too small to read); returns the used axes, FID first."""
     pools = list(kid_spread)
-    fig, axes = plt.subplots(1, 1 + len(pools), figsize=(5 * (1 + len(pools)), 4.4))
+    n = 1 + len(pools)
+    cols = n if n <= 3 else 3                      # at most three panels a row: labels stay >= 12 px on a slide
+    rows = -(-n // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.7 * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.axis("off")
+    axes = axes[:n]
     colors = [C["blue"], C["green"], C["orange"], C["purple"]]
 
     def curve(ax, by_n, color, label):

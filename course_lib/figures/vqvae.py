@@ -161,16 +161,17 @@ def code_grid_editor(model, indices: torch.Tensor, patches: torch.Tensor | None 
         edited = edit_code_grid(indices, row, col, code)
         images = model.decode_indices(torch.stack([indices, edited, torch.full_like(indices, code)]).to(device)).cpu()
         cell = images.shape[-1] // w
-        fig, axes = plt.subplots(1, 5 if patches is not None else 4, figsize=(17, 3.8))
-        show_code_grid(edited, ax=axes[0], title=f"code grid: ({row}, {col}) = {code}", highlight=(row, col))
-        titles = ["decoded original", f"decoded, code {int(indices[row, col])} -> {code}", f"grid of code {code}"]
+        # 13 inches for five panels (two-line titles): a slide at 1024 x 768 draws it at >= 2/3 of its size
+        fig, axes = plt.subplots(1, 5 if patches is not None else 4, figsize=(13, 3.4))
+        show_code_grid(edited, ax=axes[0], title=f"code grid:\n({row}, {col}) = {code}", highlight=(row, col))
+        titles = ["decoded\noriginal", f"decoded, code\n{int(indices[row, col])} -> {code}", f"a grid filled\nwith code {code}"]
         for i, (ax, img, t) in enumerate(zip(axes[1:], images, titles)):
             show_images(img[None], ax=ax, title=t)
             if i < 2:   # frame the edited cell (show_images pads by 1 pixel)
                 ax.add_patch(Rectangle((col * cell + 0.5, row * cell + 0.5), cell, cell, fill=False,
                                        ec=PALETTE["vermillion"], lw=2))
         if patches is not None:
-            show_images(patches[code][None], ax=axes[4], title=f"code {code} in the data (mean patch)")
+            show_images(patches[code][None], ax=axes[4], title=f"code {code} in the data\n(mean patch)")
         fig.tight_layout()
         plt.show()
 
