@@ -41,6 +41,7 @@ from course_lib.models import VAE
 from course_lib.models.linear_gaussian import LinearGaussian
 from course_lib.plots import show_images
 from course_lib.runtime import describe, get_device, is_quick, pick, make_generator, seed_everything
+from course_lib.tables import Table
 from course_lib.train import fit
 from course_lib.widgets import sliders
 
@@ -429,7 +430,7 @@ assert abs(inception_score(mixed) - ev.inception_score_from_probs(mixed)) < 1e-5
 # Every score below comes from random sets (a random half of the test set, random codes $z$): we repeat the
 # comparison on `REPEATS` random splits and draws and give each score as mean ± standard deviation.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 REPEATS, half = 5, len(test) // 2
 
 
@@ -451,14 +452,15 @@ def fid_is(ref_f, f):
     return ev.fid(ref_f, f), ev.inception_score_from_probs(torch.softmax(classifier.head(f.to(device)), 1))
 
 
+# %% slideshow={"slide_type": "subslide"}
 feats = lambda x: ev.features_of(x, classifier)  # noqa: E731
 splits = [image_sets(r) for r in range(REPEATS)]
 ref_feats = [feats(ref_r) for ref_r, _ in splits]
 runs = [{name: fid_is(f_r, feats(x)) for name, x in sets_r.items()} for f_r, (_, sets_r) in zip(ref_feats, splits)]
 fid_of, is_of = ({n: torch.tensor([run[n][i] for run in runs]) for n in runs[0]} for i in (0, 1))
-for name in fid_of:
-    print(f"{name:<22} FID-digits {fid_of[name].mean():7.1f} ± {fid_of[name].std():5.1f}   "
-          f"IS-digits {is_of[name].mean():5.2f} ± {is_of[name].std():4.2f}")
+Table(["set of images", "FID-digits (lower: closer to real)", "IS-digits (higher: sharper, more varied)"],
+      [[name, f"{fid_of[name].mean():.1f} ± {fid_of[name].std():.1f}", f"{is_of[name].mean():.2f} ± {is_of[name].std():.2f}"]
+       for name in fid_of], title=f"Mean ± standard deviation over {REPEATS} random splits and draws")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Read the table before the figure. Ask: "which is better, the means or the true samples?" Let the room vote,
