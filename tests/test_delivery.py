@@ -21,19 +21,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.tooling import browser, pretrain, site, slides
+from course_lib.tooling import browser, notebooks, pretrain, site, slides
 
 # COURSE_DELIVERY_LESSONS=01,03 limits the browser tests to some lessons (each lesson not yet in
 # build/executed costs one quick-mode run of it).
 LESSONS = [p.stem for p in slides.lesson_paths([n for n in os.environ.get("COURSE_DELIVERY_LESSONS", "").split(",") if n])]
 # Decks with slides that do not fit yet (lessons being rewritten by their authors); measured with
 # `python -m course_lib.tooling.browser build/slides/NN_x.slides.html` on the quick-mode run.
-DOES_NOT_FIT: dict[str, str] = {  # lesson -> the slides that do not fit yet (an expected failure, named)
-    "05_evaluation": "1024x768, slide 33: a five-panel figure as wide as the slide is drawn at 0.65 of its size "
-                     "(labels under 12 px); it needs fewer panels per row (the lesson's figure, not the tooling)",
-    "07_vqvae": "1024x768, slide 36: the code-grid editor's five-panel figure is drawn at 0.60 of its size "
-                "(labels under 12 px); it needs fewer panels per row (the lesson's figure, not the tooling)",
-}
+DOES_NOT_FIT: dict[str, str] = {}  # lesson -> the slides that do not fit yet (an expected failure, named)
 NEEDS_BROWSER = pytest.mark.skipif(browser.find_chromium() is None,
                                    reason="no Chromium installed (apt-get install chromium, or set COURSE_CHROMIUM): "
                                           "the browser tests of the decks and the site are skipped")
@@ -409,41 +404,27 @@ def test_a_slide_too_tall_continues_on_the_next_one(deck_dir, chromium):
 
 
 @NEEDS_BROWSER
-def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
+def test_rise_in_jupyterlab_reads_rise_css_offline_and_the_fit_check_finds_a_slide_too_tall(chromium, tmp_path):
     """Live RISE (jupyterlab-rise's /rise/ page of lesson 2): notebooks/rise.css loaded, 24 px body text and
     20 px code that wraps, no "Click to add a cell." bar, the white theme (no Google fonts), math rendered,
-    no request leaving the machine."""
-    import secrets
+    no request leaving the machine. Then ``course_lib rise``'s check on a small notebook: of its three
+    slides, it names the one too tall for 1280 x 720 (RISE scrolls it), and visits all three with Space."""
     import shutil
-    import signal
-    import socket
-    import subprocess
-    import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = secrets.token_hex(8)
+    from course_lib.tooling import rise
+
     root = tmp_path / "course"  # a copy: JupyterLab may save what it opens
     (root / "notebooks").mkdir(parents=True)
     for name in ("02_elbo.ipynb", "rise.css"):
         shutil.copy(Path(slides.repo_root()) / "notebooks" / name, root / "notebooks" / name)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
-         "--ServerApp.allow_root=True"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env=dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime")))
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "JupyterLab did not start"
-                time.sleep(0.5)
-        chromium.open(f"http://127.0.0.1:{port}/rise/notebooks/02_elbo.ipynb?token={token}", settle=1)
+    nb = nbformat.v4.new_notebook(metadata={"rise": dict(notebooks.RISE)})
+    tall = "## Too tall\n\n" + "\n\n".join(f"Paragraph {i}, $x_{i}$." for i in range(25))
+    nb.cells = [nbformat.v4.new_markdown_cell("## Short\n\nOne line, $x$.", metadata={"slideshow": {"slide_type": "slide"}}),
+                nbformat.v4.new_markdown_cell(tall, metadata={"slideshow": {"slide_type": "slide"}}),
+                nbformat.v4.new_markdown_cell("## Also short", metadata={"slideshow": {"slide_type": "subslide"}})]
+    nbformat.write(nb, str(root / "notebooks" / "99_fit.ipynb"))
+    with rise.jupyterlab(root, tmp_path) as (base, token):
+        chromium.open(f"{base}/rise/notebooks/02_elbo.ipynb?token={token}", settle=1)
         state = "null"
         for _ in range(60):  # the slideshow is drawn after the notebook's model has loaded
             state = chromium.evaluate("""(() => { const p = document.querySelector('.reveal .jp-RenderedHTMLCommon li');
@@ -463,15 +444,13 @@ def test_rise_in_jupyterlab_reads_rise_css_offline(chromium, tmp_path):
                   getComputedStyle(e).whiteSpace])})"""))
         assert look["footer"] == 0, "the 'Click to add a cell.' bar is on the slides"
         assert look["code"] and all(size >= 20 and space == "pre-wrap" for size, space in look["code"]), look["code"][:3]
-        remote = [u for u in chromium.requests if not u.startswith(browser.LOCAL_SCHEMES + (f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"))]
+        remote = [u for u in chromium.requests if not u.startswith(browser.LOCAL_SCHEMES + (base, base.replace("http:", "ws:")))]
         assert remote == [], remote[:3]
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+
+        report = rise.check_rise(chromium, base, token, "99_fit.ipynb")
+        assert [s["title"] for s in report["slides"]] == ["Short", "Too tall", "Also short"], report["slides"]
+        assert [s["title"] for s in report["failed"]] == ["Too tall"], rise.describe_rise(report)
+        assert "px too tall" in report["failed"][0]["why"][0]
 
 
 def test_executions_are_cached_by_code_and_reused_after_a_slide_edit(tmp_path):

@@ -12,6 +12,7 @@
     claims [LESSONS ...]   run lessons under several COURSE_SEEDs (--seeds, --full) and list failing claims
     timings [--measure]    measure each lesson's run time; write it into README.md and the lesson headers
     mutations [NN ...]     mutation test of the exercises' self-checks (course_lib.tooling.mutations)
+    rise [LESSONS ...]     open each lesson in live RISE (JupyterLab) and list the slides that do not fit
 """
 from __future__ import annotations
 
@@ -200,6 +201,8 @@ def _parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("mutations", help="make the usual mistakes in each exercise's solution and report which ones "
                                      "its self-check misses", add_help=False)
+    sub.add_parser("rise", help="open each lesson in live RISE (JupyterLab) and list the slides that do not fit",
+                   add_help=False)
     return parser
 
 
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import pretrain
 
         return pretrain.main(argv[1:])
-    if argv and argv[0] in ("slides", "site", "claims", "timings", "mutations"):
+    if argv and argv[0] in ("slides", "site", "claims", "timings", "mutations", "rise"):
         from importlib import import_module
 
         return import_module(f".{argv[0]}", __package__).main(argv[1:])
