@@ -46,7 +46,12 @@ _SLIDE_JS = r"""(() => {
   const heading = s.querySelector('h1, h2, h3, h4');
   const cut = Array.from(s.querySelectorAll('.cm-content, .jp-OutputArea-output pre'))
     .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 2).length;
-  return JSON.stringify({id: s.id, title: (heading ? heading.textContent : s.textContent).replace(/\s+/g, ' ').replace('¶', '').trim().slice(0, 70),
+  const every = Array.from(document.querySelectorAll('.jp-Cell'));
+  const top0 = s.getBoundingClientRect().top;
+  const cells = Array.from(s.querySelectorAll('.jp-Cell')).filter(c => c.offsetParent !== null)
+    .map(c => [every.indexOf(c), Math.round((c.getBoundingClientRect().top - top0) / scale + s.scrollTop),
+               Math.round(c.getBoundingClientRect().height / scale)]);
+  return JSON.stringify({id: s.id, cells: cells, total_cells: every.length, title: (heading ? heading.textContent : s.textContent).replace(/\s+/g, ' ').replace('¶', '').trim().slice(0, 70),
     content: s.scrollHeight, room: Math.round(room), scrolls: s.style.overflowY === 'scroll',
     fragments_left: s.querySelectorAll('.fragment:not(.visible)').length, cut: cut,
     number: (document.querySelector('.reveal .slide-number') || {}).textContent || ''});
@@ -163,6 +168,49 @@ def check_rise(browser, base: str, token: str, name: str, max_presses: int = 600
     return report
 
 
+def proposed_breaks(report: dict) -> list[int]:
+    """For each slide too tall that holds several cells: the first cell (not the slide's first) whose bottom
+    is below the room RISE gives, as a notebook cell index; a subslide starting there shortens the slide."""
+    out = []
+    for s in report["failed"]:
+        if s["content"] <= s["room"] + 1:
+            continue
+        for index, top, height in s["cells"][1:]:
+            if top + height > s["room"]:
+                out.append(index)
+                break
+    return out
+
+
+def mark_subslides(source: str | Path, indices) -> int:
+    """Start a subslide at each cell ``indices`` (0-based notebook order) of a jupytext percent source, by
+    its ``# %%`` header's ``slideshow`` metadata; returns how many headers changed."""
+    import re
+
+    path = Path(source)
+    lines = path.read_text().splitlines(keepends=True)
+    headers = [i for i, line in enumerate(lines) if re.match(r"^# %%( |$)", line)]
+    changed = 0
+    for k in sorted(set(indices)):
+        line = lines[headers[k]]
+        if '"slide_type": "slide"' in line or '"slide_type": "subslide"' in line:
+            continue
+        if "slideshow=" in line:
+            line = re.sub(r'slideshow=\{"slide_type": "[^"]*"\}', 'slideshow={"slide_type": "subslide"}', line)
+        else:
+            line = line.rstrip("\n") + ' slideshow={"slide_type": "subslide"}\n'
+        lines[headers[k]] = line
+        changed += 1
+    path.write_text("".join(lines))
+    return changed
+
+
+def _cell_count(path: Path) -> int:
+    import nbformat
+
+    return len(nbformat.read(str(path), as_version=4).cells)
+
+
 def describe_rise(report: dict) -> str:
     lines = [f"{report['lesson']}: {len(report['slides'])} RISE slides, {len(report['failed'])} do not fit"]
     for s in report["failed"]:
@@ -178,15 +226,31 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib rise", description=__doc__.splitlines()[0])
     parser.add_argument("lessons", nargs="*", help="lessons (default: every lesson)")
     parser.add_argument("--screenshots", metavar="DIR", help="save a PNG of every slide that does not fit")
+    parser.add_argument("--add-breaks", action="store_true",
+                        help="where a slide too tall holds several cells, start a subslide at the first cell that "
+                             "does not fit (edits the lessons' .py sources and rebuilds the notebooks; up to 4 rounds)")
     args = parser.parse_args(argv)
-    failed = 0
-    with tempfile.TemporaryDirectory(prefix="course_rise_") as tmp:
-        names = copy_for_rise(args.lessons or None, Path(tmp) / "root")
-        with jupyterlab(Path(tmp) / "root", tmp) as (base, token), Browser() as browser:
-            for name in names:
-                report = check_rise(browser, base, token, name, screenshots=args.screenshots)
-                print(describe_rise(report), flush=True)
-                failed += len(report["failed"])
+    for round_ in range(4 if args.add_breaks else 1):
+        failed, changed = 0, 0
+        with tempfile.TemporaryDirectory(prefix="course_rise_") as tmp:
+            names = copy_for_rise(args.lessons or None, Path(tmp) / "root")
+            with jupyterlab(Path(tmp) / "root", tmp) as (base, token), Browser() as browser:
+                for name in names:
+                    report = check_rise(browser, base, token, name, screenshots=args.screenshots)
+                    print(describe_rise(report), flush=True)
+                    failed += len(report["failed"])
+                    cells_seen = {c.get("total_cells") for c in report["slides"]}
+                    if args.add_breaks and cells_seen != {_cell_count(Path(tmp) / "root" / "notebooks" / name)}:
+                        print(f"  {name}: RISE drew {cells_seen} cells, not the notebook's: no breaks added")
+                    elif args.add_breaks:
+                        n = mark_subslides(repo_root() / "notebooks" / Path(name).with_suffix(".py"),
+                                           proposed_breaks(report))
+                        changed += n
+                        if n:
+                            print(f"  {name}: {n} subslide break(s) added", flush=True)
+        if not changed:
+            break
+        subprocess.run([sys.executable, "-m", "course_lib", "build"], check=True, stdout=subprocess.DEVNULL)
     print(f"{failed} slide(s) do not fit in RISE" if failed else "every RISE slide fits 1280 x 720")
     return 1 if failed else 0
 
