@@ -53,7 +53,7 @@ print(describe())
 # The only cell where quick and full mode differ: the sizes. The data come from `lesson_dataset("mnist", ...)`:
 # 4,000 training and 1,000 test digits of MNIST in quick mode, all of MNIST in full mode.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 LATENT = 16                                 # d, the code size of the main autoencoders
 HIDDEN = pick((256, 64), (512, 256))        # hidden widths of the fully connected encoder (mirrored in the decoder)
 CHANNELS = pick((16, 32), (32, 64))         # channels of the convolutional autoencoder
@@ -415,7 +415,7 @@ assert table["convolutional AE"][1] < min(table[k][1] for k in table if k != "co
 # $\lambda_j$ the eigenvalues of the data covariance (Eckart-Young). An autoencoder with non-linear layers can
 # bend its "subspace": with the same $d = 2$ it should lose less. PCA by an SVD:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 X = train.flat().double()
 m = X.mean(0)
 _, S, Vh = torch.linalg.svd(X - m, full_matrices=False)     # X - m = U S V^T
@@ -486,7 +486,7 @@ assert acc_ae2 > acc_pca2 + 0.1, "the autoencoder's 2-D codes separate the class
 # 1. a plausible synthetic observation;
 # 2. a poor reconstruction.
 
-# %% slideshow={"slide_type": "fragment"}
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     z_normal = torch.randn(N_GEN, LATENT, generator=generator).to(device)     # z ~ N(0, I)
     x_normal = ae.generate(z_normal)
@@ -552,7 +552,7 @@ assert torch.allclose(z_fitted.mean(0), m_codes, atol=0.2 * S_codes.diag().sqrt(
 # Reference: the reconstructions $\mathcal{D}(\mathcal{E}(x))$ of the test images. For the autoencoder's codes, also
 # the distance of each code to its nearest training code.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 clf = get_classifier(train.name)            # the course's digit classifier (97.7 % on the quick test digits)
 
 
@@ -614,7 +614,7 @@ ax = plots.show_images(rows.cpu(), nrow=N_SHOW, title="Rows: reconstructions of 
 # - a **rate**: the KL term $\mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z))$ counts the nats the code carries about $x$, and
 #   the prior is part of the objective rather than fitted afterwards. A deterministic code has no finite rate.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     vae_terms = evaluate_terms(vae, test_bin)                              # recon + KL, nats per binarized image
     sigma_post = vae.encode(test_bin.images).stddev                        # sigma_phi(x), one per image and dim
@@ -665,7 +665,7 @@ fig = figs.latent_box(codes2, train.labels, u[:300], far[:300], lo, hi, grid_ima
 # - what fails is the **distribution**: uniform codes give each class in proportion to the area of its
 #   region, not the 10 % of each class in the data.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 tv = 0.5 * (freq - 0.1).abs().sum()               # total variation distance to 10 % per class
 print(f"far from every code: {far.float().mean():.0%} of the box")
 print(f"classifier confidence: far draws {probs_u[far].max(1).values.mean():.2f}, "

@@ -88,7 +88,7 @@ N_STEPS = pick(600, 2_000)       # Adam steps for the gradient-based fits
 # In log space, with $\log p(x, z) = \log p(z) + \log p(x \mid z)$, this is a `logsumexp` of the two log-joints,
 # which stays finite when both densities underflow:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 P_TRUE, SIGMA = 0.3, 0.5
 
 
@@ -135,7 +135,7 @@ print(f"integral of p(x) dx = {mass:.8f}; naive formula is -inf for |x| > {x_wid
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Sampling the model (ancestral sampling: first $z$, then $x$) and the exact evidence:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 x_data, z_data = tm.sample(N_DATA, P_TRUE, SIGMA, generator=generator)
 xs = torch.linspace(-2, 3, N_GRID)
 components = {r"$(1-p)\,\mathcal{N}(x;0,\sigma^2)$": (1 - P_TRUE) * log_normal(xs, 0.0, SIGMA).exp(),
@@ -323,7 +323,7 @@ assert torch.allclose(tm.kl_on_grid(log_p, log_q[40, 10], z), forward[40, 10]), 
 # > slide's own definition $\mathcal{L} = \mathbb{E}_q[\log p_\theta(x|z)] - \mathrm{KL}(q \,\|\, p(z))$. The
 # > conclusions of the slide (maximise the ELBO) are right. Checked numerically below on the toy model.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 x_chk, pi_chk = torch.linspace(-2, 3, 11), 0.8
 terms = tm.elbo_terms(x_chk, pi_chk, P_TRUE, SIGMA)                       # recon = E_q[log p(x|z)], kl = KL(q || p(z))
 lhs = tm.kl_to_posterior(x_chk, pi_chk, P_TRUE, SIGMA)                     # KL(q || p(z|x))
@@ -415,7 +415,7 @@ print(f"max |gap - KL| over {gap.numel()} (x, pi) pairs: {(gap - kl).abs().max()
 #
 # It is unbiased: its mean is the closed form, its standard error shrinks like $1/\sqrt{S}$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 pi_q = 0.2   # far from the posterior (0.59), so that the samples disagree
 z_s = (torch.rand(N_MC, generator=generator) < pi_q).double()           # z_s ~ Bernoulli(pi)
 mc_terms = (log_normal(x_obs, z_s, SIGMA)                                # log p(x | z_s)
@@ -569,7 +569,7 @@ for t in range(3):
 # the encoder of (b) has no amortization gap, the shared $\pi$ of (c) a large one. (Lesson 5 measures both gaps
 # of a VAE on MNIST.)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 lp = log_evidence(x_fit, p_mle, SIGMA).mean()
 best_bern = elbo(x_fit, posterior_z1(x_fit, p_mle, SIGMA), p_mle, SIGMA).mean()    # q* per x: the posterior
 best_point = log_joint(x_fit, p_mle, SIGMA).max(-1).values.mean()               # q* = a point mass on the best z

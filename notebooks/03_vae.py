@@ -147,7 +147,7 @@ assert not z.requires_grad and all(g is None for g in grads), "a plain sample cu
 # $\mathbb{E}[f] = \mu^2 + \sigma^2$, so the exact gradient is $(\partial_\mu, \partial_\sigma) = (2\mu, 2\sigma)$.
 # One draw of each estimator, written out ($\nabla_\mu \log q = (z-\mu)/\sigma^2$, $\nabla_\sigma \log q = ((z-\mu)^2 - \sigma^2)/\sigma^3$):
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 mu0, sigma0 = torch.tensor(1.0), torch.tensor(0.5)
 eps = torch.randn(N_DRAWS, generator=generator)
 z = mu0 + sigma0 * eps                                            # N_DRAWS samples z ~ N(mu, sigma^2)
@@ -213,7 +213,7 @@ for s in sigmas:
     rows.append((sf[0].var(), pw[0].var()))
 var_score, var_path = map(torch.stack, zip(*rows))
 
-# %% slideshow={"slide_type": "fragment"}
+# %% slideshow={"slide_type": "subslide"}
 theory_score = estimators.quadratic_score_variance(mu0, sigmas)
 theory_path = estimators.quadratic_pathwise_variance(mu0, sigmas)
 assert torch.allclose(var_score, theory_score, rtol=0.25), "measured score-function variance should match the formula"
@@ -269,7 +269,7 @@ plt.show()
 # gradient of the loss stops there; right, the random node is the input $\varepsilon$, $z$ is computed, and the
 # gradient (red) reaches $\mu$, $\sigma$ and the encoder's weights $\phi$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, ax = diagrams.reparameterization_graph()
 plt.show()
 assert "z_random" in ax.course_nodes and "z_det" in ax.course_nodes and "eps" in ax.course_nodes
@@ -311,7 +311,7 @@ print(f"gradient norm on the first encoder layer: {grads[0].norm():.3f}; moments
 # a posterior that is very sharp, sigma -> 0, even at mu = 0?" Expected: -log sigma^2 / 2 grows without bound: a
 # code known to infinite precision carries infinitely many nats; the KL is the price of information.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def kl_to_standard_normal(mu, logvar):
     """(3): KL(N(mu, diag e^logvar) || N(0, I)), one value per example."""
     return 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(dim=-1)
@@ -351,7 +351,7 @@ plt.show()
 # Ask: "the untrained model below has recon about 549 nats: where does that number come from?" Expected: with
 # logits near 0 every one of the 784 pixels costs about log 2 = 0.69 nats, and 784 log 2 = 543.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(123)
 terms = vae.loss(x)
 seed_everything(123)
@@ -376,7 +376,7 @@ print({k: round(float(v.detach()), 2) for k, v in terms.items()}, "(untrained, n
 # augmentation (the model sees many binary versions of each grey digit), which limits overfitting on 4,000 images;
 # the test set is binarized once so that numbers are comparable between runs.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 train = data
 test = lesson_dataset("mnist", "test", device=device)
 test_bin = test.map(binarize_static)
@@ -420,7 +420,7 @@ plt.show()
 # probabilities; a grey pixel says "this pixel is on in some binarizations of digits with this code and off in
 # others". The next section turns those probabilities into samples.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     x_test = test_bin.images[:10]
     x_hat = vae.reconstruct(x_test)
@@ -514,7 +514,7 @@ assert tv_draw.mean() > tv_data.mean(), "the model's samples are noisier than bi
 # undecided (grey) pixel: the nats of coin flips a sample adds to its mean. Prior draws fall between training codes
 # more often than the posterior means $\mu_\phi(x)$ of real images do, so they decode blurrier than reconstructions:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def decoder_entropy(probs):
     """H[p_theta(x|z)] = sum_i H(Bernoulli(lambda_i)) in nats, one value per image: the blur (or speckle) of a decoding."""
     return torch.distributions.Bernoulli(probs=probs.clamp(1e-6, 1 - 1e-6)).entropy().flatten(1).sum(1)
@@ -546,7 +546,7 @@ assert decoder_entropy(test_bin.images).max() < 0.1, "binarized data has no grey
 # Ask: "why does the latent path stay on digits while the pixel path does not?" Expected: the decoder maps every
 # point near the training codes to a digit-like image, while the average of two digit images is not a digit.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     ia, ib = 0, int((test.labels != test.labels[0]).nonzero()[0])     # two images of different classes
     x_a, x_b = test_bin.images[ia:ia + 1], test_bin.images[ib:ib + 1]
@@ -640,7 +640,7 @@ plt.show()
 # mismatch in the first two moments: small, but not 0 (the KL term pulls each $q_\phi(z \mid x_i)$, and hence the mixture, towards the prior;
 # the reconstruction term pulls them apart).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def aggregated_moments(model, images):
     """Mean and covariance of the aggregated posterior (1/n) sum_i N(mu_i, diag sigma_i^2)."""
     mu_all, logvar_all = model.encoder_params(images)
@@ -710,7 +710,7 @@ assert h_agg < 0.95 * h_pri, "codes drawn from the aggregated posterior decode s
 # Both terms of (5) are expectations over draws $(n, z)$; $\log q(z)$ is a mixture of $N$ Gaussians, evaluated exactly
 # with a log-sum-exp over all of them. We use the **test** set; its size $N$ is printed below.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def log_aggregate(z, mu_all, logvar_all, chunk=256):
     """log q(z) = log (1/N) sum_n N(z; mu_n, diag sigma_n^2), one value per row of z (in chunks of rows)."""
     components = Normal(mu_all, torch.exp(0.5 * logvar_all))                      # N components, shape (N, d)
@@ -787,7 +787,7 @@ assert s2["I"] > 2 * s2["kl_agg"], "d = 2: most of the rate is information about
 # Ask: "is the accuracy below good?" Expected: chance is 10 %; the VAE compresses each image to LATENT numbers
 # without ever seeing a label, and a linear classifier still finds the digit most of the time.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     feat_train = vae.encode(train_bin.images).mean.cpu().numpy()
     feat_test = vae.encode(test_bin.images).mean.cpu().numpy()

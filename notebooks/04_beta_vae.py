@@ -172,7 +172,7 @@ print(f"D0 (the mean image, R = 0): {D0:.2f}")
 figs.rate_distortion_figure(BETAS, rates, distortions, D0)
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Checks, true on course seeds 0-4: each step up in $\beta$ lowers $R$ and raises $D$; all beat $D_0$ by far; $\beta = 1$ is
 # within a nat of the best ELBO of the sweep (on one seed of five, $\beta = 0.5$ beat it by 0.24 nats).
 
@@ -213,7 +213,7 @@ plt.show()
 # samples, its mean confidence (the largest class probability; high when a sample looks like one digit) and the
 # entropy of the class frequencies (*diversity*: $\log 10 = 2.30$ nats when all ten digits appear equally often).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 classifier = get_classifier(train.name, device=device)
 with torch.no_grad():
     kept = {b: (classifier.probs(m.reconstruct(test_bin.images)).argmax(1) == test_bin.labels).float().mean().item()
@@ -226,7 +226,7 @@ print("identity kept: " + "  ".join(f"{kept[b]:5.3f}" for b in BETAS))
 print("confidence:    " + "  ".join(f"{conf[b]:5.3f}" for b in BETAS))
 print("diversity:     " + "  ".join(f"{diversity[b]:5.2f}" for b in BETAS) + " nats")
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - **Reconstructions lose identity as β grows**: over course seeds 0-4 (quick mode) the classifier gives the test
 #   image's label to 0.87-0.90 of the reconstructions at β = 0.1, 0.81-0.87 at β = 1, 0.61-0.68 at β = 4 and
 #   0.32-0.44 at β = 8 (on course seed 0, the 4 of the third column already reads as a 9 from β = 1 on).
@@ -261,7 +261,7 @@ assert diversity[8.0] < min(diversity[b] for b in BETAS if b < 8) - 0.15, \
 #
 # is large for the dimensions the decoder uses and about 0 for the others (`course_lib.models.vae.per_dim_kl`).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 @torch.no_grad()
 def traverse(model, x, dims, values):
     """Decode z = mu(x) with coordinate j replaced by each value: (len(dims) * len(values)) images."""
@@ -348,7 +348,7 @@ print("active units, Burda A_j > 0.01:", n_burda)
 figs.kl_per_dim_figure(kl_dims, BETAS, ACTIVE_NATS, n_active)
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Checks: no step up in $\beta$ adds an active unit; the largest $\beta$ switches units off; and Burda's statistic,
 # blind to the variance, counts at least as many units at every $\beta$, strictly more at $\beta = 8$, where the
 # rate is only a few nats.
@@ -415,7 +415,7 @@ assert torch.allclose(ours, losses.gaussian_nll(x_hat, x_grey, log_g), atol=1e-3
 #
 # Checked on real reconstructions:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 mse = ((x_grey - x_hat) ** 2).flatten(1).mean(1)                  # eq. 20, with the square
 gamma = log_g.exp()
 assert torch.allclose(ours, K * torch.log(gamma) + K * mse / (2 * gamma**2) + 0.5 * K * math.log(2 * math.pi), atol=1e-3)
@@ -443,7 +443,7 @@ def mse_beta_loss(model, x, beta):
     return (((x - model.decoder(z).view_as(x)) ** 2).flatten(1).sum(1) + beta * losses.gaussian_kl(mu, logvar)).mean()
 
 
-# %% slideshow={"slide_type": "fragment"}
+# %% slideshow={"slide_type": "subslide"}
 gamma = 0.3
 gm = VAE(train.shape, latent_dim=LATENT, hidden=HIDDEN, likelihood="gaussian", gamma=gamma).to(device)
 seed_everything(0)
@@ -471,7 +471,7 @@ for a, b in zip(g_gauss, g_mse):
 # 10 times larger one (an optimizer parameter group) to travel from 0 to about $-2$ in a few hundred steps.
 # Two Gaussian decoders on grey pixels, both at $\beta = 1$: $\gamma = 1$ and a learned $\gamma$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def train_gaussian(gamma, name):
     seed_everything(0)
     m = VAE(train.shape, latent_dim=LATENT, hidden=HIDDEN, likelihood="gaussian", gamma=gamma)
@@ -574,7 +574,7 @@ print(f"learned gamma = {gamma_learned:.4f}, gamma* = {gamma_star.item():.4f}, b
 # uses this term; exercise 1 asks for the paper's version, with groups of dimensions). Three models, same encoder,
 # $\beta = 1$, same epochs:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def train_autoregressive(name, free_bits=0.0, warmup=None):
     seed_everything(0)
     m = AutoregressiveVAE(train.shape, latent_dim=LATENT, hidden=HIDDEN, free_bits=free_bits)
@@ -638,7 +638,7 @@ assert fb["kl"] > ar["kl"] + 2 and abs(fb["neg_elbo"] - ar["neg_elbo"]) < 1.5, "
 # `prepare(model)` sets the first epoch's $\beta$ before `fit` (its checkpoint key includes the schedule). Check,
 # with a stand-in model that records what the callback sets:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 warmup = kl_warmup(EPOCHS // 2, beta_max=1.0)
 schedule = [warmup.beta(t) for t in range(1, EPOCHS + 1)]
 
@@ -675,7 +675,7 @@ print(f"rate at the end: no warm-up R = {ar['kl']:.2f}, warm-up R = {warm['kl']:
 # than without warm-up (about 1) and less than with free bits (about 4). With this fast decoder warm-up **softens**
 # the collapse, free bits **prevents** it: it is the only one of the three that guarantees each unit a rate.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 kl_t = h_warm.val["kl"]
 assert kl_t[0] > 20 and kl_t[EPOCHS // 2 - 1] < 0.4 * kl_t[0], "tens of nats at beta = 0, most gone before beta = 1"
 assert ar["kl"] + 0.5 < warm["kl"] < fb["kl"] - 0.5, "warm-up ends between no warm-up and free bits"
@@ -694,7 +694,7 @@ assert ar["kl"] + 0.5 < warm["kl"] < fb["kl"] - 0.5, "warm-up ends between no wa
 # (9 values), **y position** (9 values) and **side** (4 values), every combination once: 324 images, the same under
 # every course seed (`course_lib.synthetic.squares`, in the spirit of dSprites, Matthey et al. 2017).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 shapes = squares(device=device)                     # .data: ImageData; .factors: (324, 3) grid indices
 H_v = factor_entropies(shapes.factors)              # H(v_k) of each factor, nats: log 9, log 9, log 4
 idx = [0, 40, 101, 170, 222, 323]
@@ -733,7 +733,7 @@ assert (mig_per_factor(mutual_information(mixed, shapes.factors), H_v)[:2] < 0.0
 # One small VAE per β (d = 5, one hidden layer of 128 units, Bernoulli decoder, 100 epochs in quick mode, 300 in
 # full mode), then the factor x unit matrix, the units sorted by their KL (active: $\mathrm{KL}_j > 0.1$ nats):
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 sq = {}
 for beta in SQ_BETAS:
     seed_everything(0)
@@ -754,7 +754,7 @@ figs.factor_unit_figure({b: r["mi_norm"] for b, r in sq.items()}, SQ_BETAS, shap
                         {b: r["mig"] for b, r in sq.items()}, {b: r["active"] for b, r in sq.items()})
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What we measured, over course seeds 0-4 in quick mode (and in full mode, 300 epochs, on seeds 0 and 1): **no β
 # gave a disentangled code here**. At β = 1, 4 and 16 the MIG of every factor stays below 0.2 (0.00-0.16; in quick
 # mode the mean over the factors is 0.05 ± 0.03 at each β, seed-to-seed sd: no trend with β), and no unit knows more

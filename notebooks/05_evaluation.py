@@ -120,7 +120,7 @@ QUICK = is_quick()
 # The estimate $-\log\frac1k\sum_i w_i$ is the **IWAE NLL** (in expectation an upper bound on $-\log p_\theta(x)$).
 # On MNIST the weights are about $e^{-100}$: we work with $\log w_i$ and `logsumexp`.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def iwae_bound(log_px_given_z, log_pz, log_qz):
     """log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), from (k, batch) log-densities -> (batch,)."""
     log_w = log_px_given_z + log_pz - log_qz
@@ -163,7 +163,7 @@ assert (iwae_bound(lw, zero, zero) >= lw.mean(0)).all(), "log of the mean >= mea
 # **mean-field** one (diagonal covariance, like a VAE's): the posterior here is correlated, so the diagonal
 # $q$ cannot match it and the ELBO has a gap.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 g = make_generator(0)
 u, v = torch.randn(2, 5, generator=g, dtype=torch.float64)
 v = (v - (v @ u) / (u @ u) * u) * u.norm() / (v - (v @ u) / (u @ u) * u).norm()   # v orthogonal to u, same norm
@@ -217,7 +217,7 @@ plt.show()
 # the same images. Adam, learning rate $10^{-3}$, batches of 100. We print the **rate** (the KL term) and
 # the **distortion** ($-\mathbb{E}_q \log p_\theta(x\mid z)$) of lesson 4 on the test set.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 train = lesson_dataset(DATASET, "train")
 test = lesson_dataset(DATASET, "test")
 test_bin = test.map(binarize_static)                # one fixed binarization of the test set
@@ -344,7 +344,7 @@ plt.show()
 # the sum of $\sqrt{\lambda_i}$ of the symmetric PSD matrix $\Sigma_r^{1/2}\Sigma_g\Sigma_r^{1/2}$, computed
 # with two `eigh`, in float64:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def sqrt_psd(S):
     """Symmetric square root of a PSD matrix."""
     vals, vecs = torch.linalg.eigh(S)
@@ -497,7 +497,7 @@ plt.show()
 # $n = 500$). How large is that spread, and does the **mean** depend on $n$? Draw many sets of $n$ decoder means
 # (and of $n$ real training digits) and compute each one's FID against the same reference, for several $n$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(5)
 ref_features = ref_feats[0]
 pools = {"VAE means": ev.features_of(vae.sample(N_POOL, generator=make_generator(5)), classifier),
@@ -548,7 +548,7 @@ plt.show()
 # Each sum is an unbiased average, so the KID's **mean does not depend on $n$** (it can dip below 0 when the two
 # distributions match). `ev.kid_spread` scores the same subsets as the FID above:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 kid_spread = ev.kid_spread(ref_features, pools, FID_SIZES, draws=DRAWS)   # same seed: the same subsets
 kid_gen, kid_real = kid_spread["VAE means"], kid_spread["real training digits"]
 for n in FID_SIZES:
@@ -580,7 +580,7 @@ plt.show()
 # reaching the point's 3rd nearest neighbour; **precision** is the fraction of generated points inside the real
 # manifold (realistic samples), **recall** the fraction of real points inside the generated one (coverage).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 Z_DRAWS = 3                                            # draws of the codes: the error bars
 z_T = [torch.randn(half, LATENT, generator=make_generator(40 + j)).to(device) for j in range(Z_DRAWS)]
 KEYS = ("FID", "IS", "precision", "recall", "grey", "spread")
@@ -684,7 +684,7 @@ sliders(show_temperature, T=(0.0, 3.0, 0.1, 1.0))
 # - For a **conditional** model $p_\theta(x \mid y)$ (seed slides), also check that a classifier recovers the
 #   conditioning label $y$ from the samples.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fid_memo = torch.tensor([ev.fid(ref_feats[r], feats(train.images[torch.randperm(len(train),
                           generator=make_generator(50 + r))[:half].to(train.device)])) for r in range(REPEATS)])
 one_per_class = torch.stack([test.images[(test.labels == c).nonzero()[0, 0]] for c in range(10)]).repeat(half // 10, 1, 1, 1)

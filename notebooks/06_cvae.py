@@ -141,7 +141,7 @@ assert torch.allclose(logits.view_as(x), cvae.decode(z, y).base_dist.logits, ato
 # nats per example. We also train an **unconditional VAE of the same size** (same hidden layer, same $d$) for the
 # comparisons of sections 4 and 7.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def train_pair(seed):
     """A CVAE and a VAE of the same size, trained with the same settings and seed."""
     seed_everything(seed)
@@ -189,7 +189,7 @@ assert nll_wrong > nll + 10, "a wrong label costs many nats"
 #
 # ($y_x$ the label of $x$; the bound keeps only its term), each $p_\theta(x \mid y)$ estimated by IWAE.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 mix = sub.take(N_MIX)
 per_y = torch.stack([ev.iwae_nll(cvae, (mix.images, torch.full((len(mix),), c, device=device)), k=K_IWAE,
                                  reduction="none") for c in range(10)])        # -log p(x|y) for every y: (10, n)
@@ -228,7 +228,7 @@ assert recognised.float().mean() >= 0.85
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The grid: the same $z$ along a row, the label $y$ changes along it.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 show_images(grid, nrow=10, title="Each row: one z, the ten labels y = 0..9")
 plt.show()
 
@@ -242,7 +242,7 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Fix $y$ and vary $z$**: the decoder on a grid of Gaussian quantiles of $(z_1, z_2)$, for two classes.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 quantiles = Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 9))
 fig, axes = plt.subplots(1, 2, figsize=(12, 6))
 for ax, c in zip(axes, (2, 7)):
@@ -285,7 +285,7 @@ assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the 
 # the 1s form a region of their own, the other digits occupy overlapping regions. In the CVAE the classes overlap more,
 # though the 1s still sit off-centre (section 8 comes back to them).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
 latent_scatter(codes_c, test.labels, ax=axes[0], s=8, title=f"CVAE codes: the class explains {share_c:.0%}")
 latent_scatter(codes_v, test.labels, ax=axes[1], s=8, title=f"VAE codes: the class explains {share_v:.0%}")
@@ -347,7 +347,7 @@ class_mixer(cvae.generate, z_fixed[3:6], classifier=classifier)
 #
 # Both on the same binarized digits (one fixed draw, `binarize_static`), the same hidden layer, the same epochs.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 upper_tr, lower_tr = split_halves(data.map(binarize_static).images)
 upper_te, lower_te = split_halves(test_bin.images)
 seed_everything(0)
@@ -363,7 +363,7 @@ print("CVAE of halves:", hist_half.summary())
 # The six test digits whose deterministic prediction is the least certain (highest entropy): true digit, deterministic
 # prediction, five CVAE completions.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     blur = det.predict(upper_te[:200])
     entropy = -(torch.xlogy(blur, blur) + torch.xlogy(1 - blur, 1 - blur)).sum((1, 2, 3))
@@ -378,7 +378,7 @@ plt.show()
 # two completions differ by many pixels, and the **average** of many CVAE completions is much closer to the
 # deterministic prediction than one completion is: the deterministic output is (nearly) the mean of the guesses.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def grey(p):
     """Fraction of pixels with a probability between 0.2 and 0.8."""
     return ((p > 0.2) & (p < 0.8)).float().mean().item()
@@ -432,7 +432,7 @@ assert nll_cvae < nll_det - 5, "the CVAE gives the true completions a higher lik
 # Each number for every training seed, CVAE versus the unconditional VAE of the same size (which has no $y$:
 # only FID and IS).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     real_features = classifier.features(test.images)
 
@@ -498,7 +498,7 @@ plt.show()
 # to draw. Take the weakest class of the seed-0 CVAE and decode, with its label, (a) codes from $\mathcal{N}(0, I)$, (b) one
 # code from $q_\phi(z \mid x, y)$ for each real test digit of that class.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 weak = int(acc[0].argmin())                                   # seed 0's weakest requested class
 x_w = test_bin.images[test_bin.labels == weak]
 y_w = torch.full((len(x_w),), weak, device=device)
@@ -536,7 +536,7 @@ plt.show()
 #
 # and generation draws $z = m_y + \varepsilon$, $\varepsilon \sim \mathcal{N}(0, I)$. Same networks, same seeds, same training.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def train_class_prior(seed):
     seed_everything(seed)
     m = CVAE(data.shape, num_classes=10, latent_dim=LATENT, hidden=HIDDEN, class_prior=True)

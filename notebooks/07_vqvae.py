@@ -307,7 +307,7 @@ plt.gcf().suptitle("Three seeds per weight (one line each), on 500 fixed trainin
 plt.gcf().tight_layout()
 plt.show()
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What the three seeds show: **without commitment the reconstructions are worse on each seed**, by a gap that
 # varies a lot from seed to seed (printed above; over twelve seed pairs, course seeds 0-3, from 8 to 151 nats). What they do not agree on: the encoder's scale and its
 # distance to the codes end up smaller on some seeds and larger on others without commitment, so in runs this
@@ -334,7 +334,7 @@ plt.show()
 # A **dead code** is the nearest code of no position: the codebook term gives it no gradient, so it stays where it
 # is, and it comes back only if the encoder's outputs move into its cell (section 9 watches this happen).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 counts = code_histogram(indices, K)                                  # usage over all test grid positions
 p_k = counts.float() / counts.sum()
 ppl = torch.exp(-(p_k[p_k > 0] * p_k[p_k > 0].log()).sum())          # (4)
@@ -535,7 +535,7 @@ print(f"a grid of code {background} alone: max pixel {float(empty.max()):.2f}; c
 assert empty.max() < 0.2, f"a grid of the most used code alone decodes to an empty image: the background code"
 assert differs >= K / 4, "in a context, many codes draw something different"
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # In the same neighbourhood, the centre code decides what passes through its cell: some codes carry the stroke
 # across it, others leave a gap or draw a stub (asserted: at least a quarter of the codes change the crop by more
 # than 0.3 somewhere). Alone, the most used code decodes to an empty image: it is the background.
@@ -544,7 +544,7 @@ assert differs >= K / 4, "in a context, many codes draw something different"
 # The editor: choose a cell (row, column) of a test digit's grid and a code; the digit is decoded again with that one
 # index changed. (The logic, `edit_code_grid`, is a plain function: checked first.)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 new_code = int(counts.argmax()) if indices[0, 3, 3] != counts.argmax() else int(counts.argmin())
 edited = edit_code_grid(indices[0], 3, 3, new_code)                # the centre cell, pixels 12..15
 assert (edited != indices[0]).sum() == 1 and edited[3, 3] == new_code

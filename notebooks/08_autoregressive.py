@@ -162,7 +162,7 @@ N_GRIDS = pick(100, 500)            # code grids sampled from each prior
 # Fit: (1) is a linear regression of $x_t$ on its p previous values, so **least squares** estimates
 # $(c, \varphi_1, \dots, \varphi_p)$; forecast: iterate (1) with $\varepsilon = 0$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 phi_true, c_true = [1.5, -0.75], 1.0                # a damped oscillation around c / (1 - sum phi) = 4
 series = simulate_ar(c_true, phi_true, 300, generator=generator)
 c_hat, phi_hat, sigma_hat = fit_ar(series, p=2)     # least squares on (1, x_{t-1}, x_{t-2})
@@ -188,7 +188,7 @@ assert hi[-1] - lo[-1] > hi[0] - lo[0], "the band widens with the horizon"
 spread = np.quantile(series.numpy(), 0.95) - np.quantile(series.numpy(), 0.05)
 assert abs((hi[-1] - lo[-1]) / spread - 1) < 0.3, "... up to the spread of the process itself"
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] slideshow={"slide_type": "subslide"}
 t_obs, t_new = np.arange(200, 300), np.arange(300, 340)
 fig, ax = plt.subplots(figsize=(10, 3.2))
 ax.plot(t_obs, series[-100:], color=C["blue"], label="observed $x_t$")
@@ -223,7 +223,7 @@ assert sigmas[1] > 1.2 * sigmas[2] and sigmas[2] - sigmas[5] < 0.03
 # order its dimensions. An autoregressive model parameterises the conditionals, $p_{\theta_i}(x_i \mid x_{<i})$.
 # Check on a random joint of 3 binary pixels, in two orders:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 joint = torch.rand(2, 2, 2, generator=generator, dtype=torch.float64)
 joint /= joint.sum()                                                     # p(x1, x2, x3), 8 values
 p1 = joint.sum((1, 2))                                                   # p(x1)
@@ -250,7 +250,7 @@ print("p(x1) p(x2|x1) p(x3|x1,x2) = p(x1,x2,x3) for all 8 values; so does p(x3) 
 #
 # All D regressions in one matrix product with a strictly lower-triangular weight matrix: $D(D+1)/2$ parameters.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 grey = lesson_dataset("mnist", "train", device=device)          # grey levels: lesson 7's VQ-VAE is keyed by them
 train = grey.map(binarize_static)
 test_grey = lesson_dataset("mnist", "test", device=device)
@@ -267,7 +267,7 @@ print(f"D = {D} pixels, FVSBN parameters used: D(D+1)/2 = {D * (D + 1) // 2:,}")
 # Training maximises the exact log-likelihood $\sum_i \log p_{\theta_i}(x_i \mid x_{<i})$: `loss(x)` is its
 # negative, in nats per image. Every model of the lesson goes through the same `fit`.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 results = {}
 
 
@@ -304,7 +304,7 @@ assert results["FVSBN"]["nll"] < D * math.log(2) / 2, "far below the 543 nats of
 #
 # so the D conditionals cost $O(DH)$ instead of $O(D^2 H)$. Written out, and checked against the naive computation:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 nade = NADE(D, NADE_HIDDEN).to(device)
 
 
@@ -361,7 +361,7 @@ train_and_score("NADE", nade, NADE_EPOCHS, lr=1e-2, batch_size=32)
 # to the output mask only. With $\ge$ in both, $\hat x_d$ could see $x_d$; with $>$ in both, a unit numbered m sees only
 # inputs < m, so input D - 1 would reach no output at all.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 D_toy = 4
 m_in = torch.arange(1, D_toy + 1)                        # m(d) = d: the order x1, x2, x3, x4
 m_h = torch.tensor([1, 2, 3, 2, 1, 3])                   # numbers of 6 hidden units, in 1..D-1
@@ -375,7 +375,7 @@ assert (torch.triu(paths) == 0).all(), "no path from x_j to x̂_d unless j < d"
 # The network of these masks (numbers in the units are $m(k)$), and the same for another ordering: the
 # ordering is just the numbers $m(d)$ given to the inputs.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 m_in_rev, m_hidden_rev = made_numbers(D_toy, (6,), order=[3, 1, 0, 2], seed=2)
 toy_rev = MADE(D_toy, (6,), order=[3, 1, 0, 2], seed=2)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
@@ -411,7 +411,7 @@ train_and_score("MADE", made, MADE_EPOCHS, lr=3e-3, batch_size=64)
 # Two choices for each value: a **continuous** density (a regression, e.g. a Gaussian on the intensity) or a
 # **discrete** distribution over the 256 levels (a softmax). The grey levels of MNIST show why the softmax wins:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 levels = torch.round(grey.images * 255).long().flatten()
 hist = torch.bincount(levels, minlength=256).double()
 p_softmax = hist / hist.sum()                                               # the best 256-way categorical
@@ -449,7 +449,7 @@ assert conv_mask(1, "A", 3, 3, channels=3)[1, 0, 0, 0] == 1 and conv_mask(1, "A"
 # 2016a): keep the rows above and the pixels to the left. **Type A** (first layer) also hides the centre, so that
 # output i never sees $x_i$; **type B** (later layers) keeps it: the feature at i already only depends on $x_{<i}$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def one_channel_mask(k, mask_type):
     mask = torch.ones(k, k)
     mask[k // 2, k // 2 + (mask_type == "B"):] = 0          # the centre row: the pixel (type A) and its right
@@ -496,7 +496,7 @@ print(inspect.getsource(GatedBlock.forward))
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Same question to autograd: the gated network sees every previous pixel in its (growing) window: no blind spot.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
 show_field(axes[0], pic_plain, "PixelCNN, 1 + 4 masked 3x3 layers")
 show_field(axes[1], pic_gated, "gated PixelCNN, 5 layers")
@@ -536,7 +536,7 @@ assert results["PixelCNN"]["params"] < min(results[m]["params"] for m in others)
 # values drawn for pixels < i. D = 784 passes of the network, one pixel at a time (the callback keeps the canvas
 # at 6 steps):
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 frames, keep = [], {0, D // 8, D // 4, D // 2, 3 * D // 4, D}
 
 
@@ -556,7 +556,7 @@ assert len(frames) == 6 and t_ar > 50 * t_vae
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The canvas of each sample (one per row) after 0, 1/8, 1/4, 1/2, 3/4 and all of the pixels:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 strip = torch.stack(frames, dim=1)[:4].reshape(-1, 1, 28, 28)     # 4 images, each with its 6 stages in a row
 show_images(strip, nrow=len(frames), title="drawn pixel by pixel: 0, 1/8, 1/4, 1/2, 3/4, all of the pixels")
 plt.gcf().set_size_inches(7.5, 5)
@@ -568,7 +568,7 @@ with torch.no_grad():
 print(f"read as a digit with probability > 0.9: {sure['samples']:.0%} of the {N_SAMPLES} samples, "
       f"{sure['test digits']:.0%} of the test digits")
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Look at the samples. In quick mode on course seed 0 they are ink that follows strokes (a stroke continues into
 # its neighbours) without a digit's shape, and one of the four stays blank (the background is the likeliest value
 # of nearly every pixel); other seeds draw other scribbles. The classifier's confidence is printed but is a poor
@@ -589,7 +589,7 @@ print(f"read as a digit with probability > 0.9: {sure['samples']:.0%} of the {N_
 # in expectation. Parameters: those used (masked weights count where their mask is 1); training time: CPU
 # seconds of this process on a CPU (wall seconds on a GPU); NLL in nats per test image.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 history, cpu = cpu_seconds(lambda: fit(vae, train, epochs=VAE_EPOCHS, lr=3e-3, batch_size=128, device=device,
                                        checkpoint="lesson08-vae", progress=False))
 results["VAE (IWAE)"] = dict(nll=iwae_nll(vae, test, k=IWAE_K), seconds=train_seconds(history, cpu),
@@ -640,7 +640,7 @@ if QUICK:
 # PixelCNN over the code grid with a **K-way softmax** per position, $p(z) = \prod_i p(z_i \mid z_{<i})$, trained on the
 # codes of the training digits (`lesson7_vqvae` loads or trains lesson 7's model):
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 vq, vq_history = lesson7_vqvae(grey, device=device, progress=False)
 K = vq.num_codes
 with torch.no_grad():
@@ -669,7 +669,7 @@ assert nll_prior < nll_indep - 20
 # With the uniform prior the code NLL is lesson 7's $49 \log K$; a learned prior replaces it by the code NLL above.
 # Same test digits, same static binarization as the table:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 recon_test = evaluate_terms(vq, test)["recon"]                    # -log p(x | z_q(x)), nats per test image
 bound = {"uniform prior": recon_test + 49 * math.log(K), "independent codes": recon_test + nll_indep,
          "PixelCNN prior": recon_test + nll_prior}
@@ -694,7 +694,7 @@ assert bound["PixelCNN prior"] > results["PixelCNN"]["nll"] + 20, "... but stays
 # FID-digits (lesson 5: Fréchet distance of the course classifier's features, against the test digits) measures
 # the difference.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     grids_prior = prior.sample(N_GRIDS, (7, 7), generator=generator)                 # 49 sequential steps
     grids_indep = torch.multinomial(freq / freq.sum(), N_GRIDS * 49, replacement=True, generator=generator)
@@ -723,7 +723,7 @@ assert fid_prior < fid_indep / 3, "the prior's samples are far closer to real di
 # future. This is the prior of VQGAN (Esser et al. 2021) and of most code-based image generators since. Ours is
 # small (`TRANSFORMER` above); `CodeTransformer` has the same interface as the code PixelCNN:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(0)
 transformer = CodeTransformer(K, (7, 7), **TRANSFORMER).to(device)
 tf_history, tf_cpu = cpu_seconds(lambda: fit(transformer, codes_train, epochs=TRANSFORMER_EPOCHS, lr=3e-3,
@@ -752,7 +752,7 @@ assert fid_tf < fid_indep / 2, "its samples too are far closer to real digits th
 if QUICK:
     assert nll_tf > nll_prior - 5, "quick mode: the small Transformer does not beat the PixelCNN prior"
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The Transformer prior learns the dependencies between codes too (its code NLL is far below the independent
 # codes', and its samples' FID-digits less than half theirs), but in quick mode, with two small layers trained for seconds, it
 # does **not** beat the gated PixelCNN prior (asserted: not lower by more than 5 nats; over course seeds 0-4 its
@@ -791,7 +791,7 @@ def fields_widget():
     return widget, widget.result
 
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 widget, blind_by_depth = fields_widget()                          # sliders: row, col, layers
 assert blind_by_depth["PixelCNN"] > 0 and blind_by_depth["gated PixelCNN"] == 0
 widget

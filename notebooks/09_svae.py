@@ -74,7 +74,7 @@ N_TEST = pick(500, 10_000)            # test digits for the NLL
 #   $\|z\| \approx \sqrt d \pm 1/\sqrt2$: almost all the mass is on a thin shell, and the origin, the densest point, is
 #   never sampled.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 dims = [1, 2, 5, 10, 100, 1000]
 z = torch.randn(N_MC, max(dims), generator=generator, dtype=torch.float64)
 rows = []
@@ -276,7 +276,7 @@ assert overlap["N-VAE"] > 2 * overlap["S-VAE"] and in_hole > 0.05
 # The log-density is two lines once we have $\log I_v$ (next slide). Checks: on $\mathcal{S}^1$ it integrates to 1
 # (quadrature over the angle) and is torch's von Mises density; the KL matches a Monte Carlo estimate.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def vmf_log_prob(z, mu, kappa):
     m, v = mu.shape[-1], mu.shape[-1] / 2 - 1
     log_c = v * torch.log(kappa) - m / 2 * math.log(2 * math.pi) - log_bessel_iv(v, kappa)   # log C_m(kappa)
@@ -398,7 +398,7 @@ for m, kappa in [(3, 2.0), (10, 50.0), (100, 10.0)]:
 # the target everywhere and touches it once, near the mode (where $t = m - 1$); the area between the two curves is
 # the fraction of proposals rejected ($1 - 1/M$, 16 % here), most of them left of the mode.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 m, kappa = 10, torch.tensor(10.0, dtype=torch.float64)
 b, a, d = wood_parameters(m, kappa)
 w = torch.linspace(-1, 1, 20_001, dtype=torch.float64)[1:-1]
@@ -423,7 +423,7 @@ assert abs(rate_mc - 1 / M) < 4 * math.sqrt(rate_mc * (1 - rate_mc) / N_MC), "1/
 # **Acceptance rate** of the envelope against $m$ and $\kappa$ (measured on 5,000 proposals each): never below about
 # two thirds, so a handful of vectorised rounds accept every sample of a batch.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 ms, kappas = [2, 3, 10, 50, 256], np.logspace(-2, 5, 15)
 rate = np.array([[wood_acceptance_rate(m, k, n=5000, generator=generator) for k in kappas] for m in ms])
 plot_acceptance(kappas, ms, rate)
@@ -496,7 +496,7 @@ plot_gradient_bias(table, [f"{'w' if p == 1 else 'w²'}, m={m}, κ={k:g}" for m,
 # $-\log p_\theta(x) \approx -\mathcal{L}_k$ with $k$ importance samples (lesson 5). The S-VAE's $d$ is the
 # ambient dimension ($\mathcal{S}^{d-1}$; $d = 2$ is the circle), as in the paper; $\kappa = \mathrm{softplus}(h) + 1$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 train = lesson_dataset("mnist", "train", device=device)
 test_bin = lesson_dataset("mnist", "test", device=device).map(binarize_static).take(N_TEST)
 results, mnist_models = {}, {}
@@ -563,7 +563,7 @@ assert torch.allclose(z_s.norm(dim=1), torch.ones(len(z_s)), atol=1e-5)
 # morphing into the next and back to the first: every point of its prior decodes to a digit-like image. The N-VAE's
 # samples, independent draws, jump between classes, and some are blurred blends of two digits.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 angles16 = torch.arange(16) * 2 * math.pi / 16
 with torch.no_grad():
     walk = mnist_models["S-VAE", 2].decode(torch.stack([angles16.cos(), angles16.sin()], 1).to(device)).mean
@@ -611,7 +611,7 @@ sliders(draw_vmf, log10_kappa=(-2.0, 4.0, 0.25, 1.0))
 # $\alpha = \frac{m-1}2 + \kappa$, $\beta = \frac{m-1}2$: **no rejection, no Bessel function** (the normaliser is
 # $2^{\alpha+\beta}\pi^\beta\Gamma(\alpha)/\Gamma(\alpha+\beta)$, log-gamma only), and the Beta sample is reparameterizable.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def power_spherical_w(m, kappa, n):
     alpha, beta = (m - 1) / 2 + kappa, (m - 1) / 2
     return 2 * torch.distributions.Beta(torch.tensor(alpha), torch.tensor(beta)).rsample((n,)) - 1   # w = mu^T z

@@ -90,7 +90,7 @@ print(train, test, sep="\n")
 #
 # with $\gamma$ **learned** (lesson 4: its optimum is the RMSE per pixel of the reconstructions).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 x, x_hat = test.images[:8], test.images[8:16]                    # any two batches of images
 log_gamma = torch.tensor(math.log(0.2))
 eq3 = ((x - x_hat) ** 2).flatten(1).sum(1) / (2 * 0.2 ** 2) + 784 * log_gamma + 392 * math.log(2 * math.pi)
@@ -207,7 +207,7 @@ plt.show()
 # with `torch.distributions`, and the loss is the ELBO: we estimate $\mathbb{E}_q[\log p(x, w) - \log q(w \mid x)]$
 # **directly** from the six densities (no KL formula) and compare it with minus the loss, averaged over many draws.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(0)
 model = SRVAE(train.shape, factor=FACTOR, u_dim=U_DIM, z_dim=Z_DIM, hidden=HIDDEN, gamma_init=0.3)   # p(u) = N(0, I)
 with torch.no_grad():
@@ -288,7 +288,7 @@ for g in (0.1, 0.5, 1.0):
 # weights, means and deviations all **learned** with the rest. `MixtureOfGaussians(logits, loc, scale)` is a
 # `torch.distributions` object (built on `MixtureSameFamily`): `log_prob` is a `logsumexp` over components.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 prior = MixtureOfGaussians(torch.tensor([0.0, 0.5, -0.5]), torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.0]]),
                            torch.tensor([[0.6, 0.6], [1.0, 0.4], [0.5, 1.2]]))
 u = prior.sample((5,))
@@ -354,7 +354,7 @@ assert (bound - exact)[30] < (bound - exact)[45], "the gap is smallest between t
 # stays within 0.71 nats of the KL all along the path (the largest gap is between the components), where the
 # convexity bound is up to 17 nats off.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 tight = kl_mixture_tight_bound(q, two)
 figs.plot_kl_bound_1d(ms, exact, bound, means, title="KL from N(m, 0.5²) to 0.5 N(-3, 1) + 0.5 N(3, 1)", tight=tight)
 plt.show()
@@ -412,7 +412,7 @@ Table(["trained with", "convexity bound", "tighter bound", "MC KL", "gap, convex
       title="KL(q(u | y) || p(u)) on test digits, nats per digit", formats={"test -ELBO (MC KL)": "{:.1f}"}
       | {c: "{:.2f}" for c in ("convexity bound", "tighter bound", "MC KL", "gap, convexity", "gap, tighter")})
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 gap = {name: b - mc for name, (b, t, mc) in report.items()}
 gap_tight = {name: t - mc for name, (b, t, mc) in report.items()}
 assert all(0.05 < m.gamma_x.item() < 0.2 for m in models.values()), "learned gamma_1 is about 0.1 (section 4)"
@@ -436,7 +436,7 @@ assert abs(neg_elbo["mc"] - neg_elbo["bound"]) < 5, "with the same KL estimate, 
 # $u \sim p(u)$, then $y = \hat y(u)$ (the mean of $p(y \mid u)$), then $z \sim p(z \mid y, u)$ and $x = \hat x(y, z)$:
 # each generated pair is a 7x7 image and the 28x28 digit drawn from it.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 model = models["mc"]
 y_gen, x_gen = model.sample(12, generator=make_generator(0))
 assert y_gen.shape == (12, 1, 7, 7) and x_gen.shape == (12, 1, 28, 28)
@@ -473,7 +473,7 @@ assert (sr[0] - sr[1]).abs().mean() > 1e-3, "two super-resolutions of one y diff
 # every test digit's super-resolution ($u$ and $z$ at their means: the most typical $x$ for $y$), three sampled
 # ones, and the bilinear upsampling.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 @torch.no_grad()
 def recognised(images, labels=test.labels):
     """Fraction of images the course classifier assigns to the true digit."""
@@ -505,7 +505,7 @@ assert acc["bilinear from 14x14"] > 0.9, "the 14x14 copy keeps almost everything
 # $p(u) = \mathcal{N}(0, I)$ and the mixture trained three ways). FID-digits (lesson 5: Fréchet distance between
 # classifier features of real test digits and of $n$ generated ones, lower is better).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(0)
 one_stage = VAE(train.shape, latent_dim=U_DIM + Z_DIM, hidden=(HIDDEN,), likelihood="gaussian", gamma="learned")
 with torch.no_grad():
@@ -613,7 +613,7 @@ assert sep["bound"] < sep["mc"], "training with the bound pulls the components t
 # Pick a component of the learned prior and a temperature $T$ (draws $u = \mu_k + T\,\sigma_k \odot \varepsilon$):
 # at $T = 0$ the component's mean, larger $T$ wanders within (and out of) the component.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 def render(component=0.0, temperature=1.0):
     k, comp = int(component), model.prior.component(int(component))
     seed_everything(0)
