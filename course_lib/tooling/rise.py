@@ -29,6 +29,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from .browser import MIN_FIGURE_SCALE
 from .notebooks import repo_root
 
 __all__ = ["jupyterlab", "copy_for_rise", "check_rise", "describe_rise", "main"]
@@ -51,7 +52,11 @@ _SLIDE_JS = r"""(() => {
   const cells = Array.from(s.querySelectorAll('.jp-Cell')).filter(c => c.offsetParent !== null)
     .map(c => [every.indexOf(c), Math.round((c.getBoundingClientRect().top - top0) / scale + s.scrollTop),
                Math.round(c.getBoundingClientRect().height / scale)]);
-  return JSON.stringify({id: s.id, cells: cells, total_cells: every.length, title: (heading ? heading.textContent : s.textContent).replace(/\s+/g, ' ').replace('¶', '').trim().slice(0, 70),
+  const kinds = Array.from(s.querySelectorAll('.jp-Cell')).filter(c => c.offsetParent !== null)
+    .map(c => c.classList.contains('jp-MarkdownCell') ? 'markdown' : 'code');
+  const figures = Array.from(s.querySelectorAll('.jp-OutputArea-output img')).filter(i => i.offsetParent !== null && i.naturalHeight > 0);
+  const figure_scale = figures.length ? Math.min(...figures.map(i => i.getBoundingClientRect().height / scale / i.naturalHeight)) : null;
+  return JSON.stringify({id: s.id, cells: cells, kinds: kinds, figure_scale: figure_scale, total_cells: every.length, title: (heading ? heading.textContent : s.textContent).replace(/\s+/g, ' ').replace('¶', '').trim().slice(0, 70),
     content: s.scrollHeight, room: Math.round(room), scrolls: s.style.overflowY === 'scroll',
     fragments_left: s.querySelectorAll('.fragment:not(.visible)').length, cut: cut,
     number: (document.querySelector('.reveal .slide-number') || {}).textContent || ''});
@@ -163,6 +168,8 @@ def check_rise(browser, base: str, token: str, name: str, max_presses: int = 600
             why.append(f"{s['content'] - s['room']} px too tall (RISE scrolls it)")
         if s["cut"]:
             why.append(f"{s['cut']} code block(s) cut at the right edge")
+        if s.get("figure_scale") is not None and s["figure_scale"] < MIN_FIGURE_SCALE:
+            why.append(f"a figure drawn at {s['figure_scale']:.2f} of its size (labels under 12 px)")
         if why:
             report["failed"].append({**s, "index": i + 1, "why": why})
     return report
@@ -180,6 +187,59 @@ def proposed_breaks(report: dict) -> list[int]:
                 out.append(index)
                 break
     return out
+
+
+def proposed_markdown_splits(report: dict) -> dict[int, float]:
+    """Slides too tall that are one Markdown cell (or end with one that starts within the room): that cell's
+    index -> the fraction of its height that fits (where :func:`split_markdown` cuts it)."""
+    out = {}
+    for s in report["failed"]:
+        if s["content"] <= s["room"] + 1:
+            continue
+        for (index, top, height), kind in zip(s["cells"], s.get("kinds", [])):
+            if kind == "markdown" and top < s["room"] < top + height and height > 0:
+                out[index] = (s["room"] - top) / height
+                break
+    return out
+
+
+def split_markdown(source: str | Path, splits: dict[int, float]) -> int:
+    """Split Markdown cells of a jupytext percent source: cell ``index`` (0-based) is cut at the blank line
+    nearest below ``fraction`` of its lines (never inside a list, a table or a display formula), and the
+    rest starts a subslide. Returns how many cells were split."""
+    import re
+
+    path = Path(source)
+    lines = path.read_text().splitlines(keepends=True)
+    headers = [i for i, line in enumerate(lines) if re.match(r"^# %%( |$)", line)] + [len(lines)]
+    done = 0
+    for k in sorted(splits, reverse=True):  # from the end: earlier line numbers stay valid
+        start, end = headers[k], headers[k + 1]
+        if "[markdown]" not in lines[start]:
+            continue
+        body = lines[start + 1:end]
+        while body and not body[-1].strip():
+            end -= 1
+            body = body[:-1]
+        candidates, in_math = [], False
+        for j, line in enumerate(body):
+            text = line[1:].strip() if line.startswith("#") else line.strip()
+            if text.startswith("$$"):
+                in_math = not in_math if text.count("$$") == 1 else in_math
+            if text == "" and not in_math and 0 < j < len(body) - 1:
+                nxt = body[j + 1][1:].strip() if body[j + 1].startswith("#") else body[j + 1].strip()
+                if nxt and not nxt.startswith("|") and not re.match(r"[2-9]\.|\d\d+\.", nxt):
+                    candidates.append(j)  # not inside a table, nor before the 2nd, 3rd ... item of a numbered list
+        target = splits[k] * len(body) * 0.9  # a little below the estimate: the first part must fit
+        fitting = [j for j in candidates if j <= target]
+        if not fitting:
+            continue
+        j = fitting[-1]
+        cut = start + 1 + j
+        lines[cut] = '\n# %% [markdown] slideshow={"slide_type": "subslide"}\n'
+        done += 1
+    path.write_text("".join(lines))
+    return done
 
 
 def mark_subslides(source: str | Path, indices) -> int:
@@ -229,6 +289,9 @@ def main(argv=None) -> int:
     parser.add_argument("--add-breaks", action="store_true",
                         help="where a slide too tall holds several cells, start a subslide at the first cell that "
                              "does not fit (edits the lessons' .py sources and rebuilds the notebooks; up to 4 rounds)")
+    parser.add_argument("--split-markdown", action="store_true",
+                        help="with --add-breaks: also cut a Markdown cell too tall at a blank line, the rest on a "
+                             "subslide")
     args = parser.parse_args(argv)
     for round_ in range(4 if args.add_breaks else 1):
         failed, changed = 0, 0
@@ -243,8 +306,10 @@ def main(argv=None) -> int:
                     if args.add_breaks and cells_seen != {_cell_count(Path(tmp) / "root" / "notebooks" / name)}:
                         print(f"  {name}: RISE drew {cells_seen} cells, not the notebook's: no breaks added")
                     elif args.add_breaks:
-                        n = mark_subslides(repo_root() / "notebooks" / Path(name).with_suffix(".py"),
-                                           proposed_breaks(report))
+                        source = repo_root() / "notebooks" / Path(name).with_suffix(".py")
+                        n = mark_subslides(source, proposed_breaks(report))
+                        if not n and args.split_markdown:
+                            n = split_markdown(source, proposed_markdown_splits(report))
                         changed += n
                         if n:
                             print(f"  {name}: {n} subslide break(s) added", flush=True)
