@@ -15,7 +15,8 @@
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
 # default without a GPU, 48 s for this notebook from a fresh kernel, 5 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Units** every loss is *per example*: summed over the pixels, averaged over the batch.
 # The binary cross-entropy is in **nats per example**; the squared (MSE) and absolute (MAE) errors are in
 # squared and absolute pixel units per example (pixels are grey levels in $[0, 1]$, not binarized).

@@ -12,7 +12,8 @@
 # Everything is shown on the course slides' toy model, where all of these quantities are exact.
 #
 # **You need** lesson 1 (autoencoders); Bayes' rule; expectations.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
 # default without a GPU, 8 s for this notebook from a fresh kernel, 6 s for its exercise notebook. Full mode on a GPU:
 # not measured. Trained models are cached as checkpoints: a second run loads them.

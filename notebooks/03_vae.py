@@ -1,6 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Lesson 3: the reparameterization trick and the Gaussian VAE
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What you will learn**
 # - the VAE training loop of the slides, and why its sampling step ("non dérivable !") blocks the gradient;
 # - two unbiased estimators of $\nabla \mathbb{E}_{q_\phi(z \mid x)}[f(z)]$: the **score function** (REINFORCE) and

@@ -13,7 +13,8 @@
 #
 # **You need** lesson 2 (the ELBO and its gap), lesson 3 (the Gaussian VAE, true samples vs decoder means),
 # lesson 4 (`fit`, rate and distortion).
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
 # default without a GPU, 50 s for this notebook from a fresh kernel, 6 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
@@ -635,7 +636,8 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Why the scores like $T > 1$, and what to report
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - At $T = 1$ many codes decode to **averages** of several digits: grey, blurry strokes. Larger $\|z\|$ pushes
 #   the decoder's logits further from 0: fewer grey pixels, bolder strokes and more varied features, closer
 #   to real digits **in the classifier's eyes**. The FID and IS reward that sharpness and diversity: both are

@@ -12,7 +12,8 @@
 # - what the CVAE's better likelihood means: a better model of $x$, not the $\log 10$ nats of the label.
 #
 # **You need** lesson 3 (the Gaussian VAE, reparameterization) and lesson 5 (IWAE likelihood, FID, IS).
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
 # default without a GPU, 49 s for this notebook from a fresh kernel, 8 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
@@ -589,7 +590,8 @@ plt.show()
 # - M. Heusel et al., *GANs Trained by a Two Time-Scale Update Rule...*, NeurIPS 2017 (FID); T. Salimans et al.,
 #   *Improved Techniques for Training GANs*, NeurIPS 2016 (IS).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels (suite)*, CNAM ("VAE conditionnels", "Évaluation des VAE conditionnels").
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (quick mode, 4,000 training digits, d = 2, 8 epochs; CPU): the requested digit is recognised
 # 94 % of the time (3 seeds: 92 %, 96 %, 95 %); FID-digits 432 ± 90 (CVAE) vs 738 ± 65 (VAE of the same size),
 # IS-digits 7.6 ± 0.6 vs 3.3 ± 0.2 (real training digits: FID 4.5, IS 9.4); test -ELBO about 145.5 and IWAE -log p(x|y) 144.1

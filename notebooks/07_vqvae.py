@@ -13,7 +13,8 @@
 #   give digits (lesson 8 fixes that with a PixelCNN prior over the code grid).
 #
 # **You need** lesson 2 (the ELBO) and lesson 3 (the Gaussian VAE).
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
 # default without a GPU, 48 s for this notebook from a fresh kernel, 3 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them. Full mode on this CPU: see the
@@ -578,7 +579,8 @@ code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 # - Y. Bengio, N. Léonard, A. Courville, *Estimating or Propagating Gradients Through Stochastic Neurons*, arXiv:1308.3432, 2013 (straight-through).
 # - N. Zeghidour et al., *SoundStream*, 2021, and P. Dhariwal et al., *Jukebox*, 2020 (restarting dead codes from encoder outputs).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels (suite)*, CNAM ("VQ-VAE", "Commitment loss", "En pratique").
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (quick mode, course seed 0, 4,000 digits, K = 32, 7x7 grid, 6 epochs): test reconstruction
 # 62.7 nats per image, squared error 10.3; the course classifier reads 95.1 % of the reconstructions (97.7 % of the
 # real test digits); test perplexity 23.6 of 32. Short runs (3 epochs): perplexity 22.4 with EMA + restarts, 17.5 with

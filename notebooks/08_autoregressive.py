@@ -1,6 +1,7 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # Lesson 8: autoregressive models, and the prior the VQ-VAE was missing
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What you will learn**
 # - what an **autoregressive process** is: AR(p), fitted by least squares, and its forecast;
 # - why **any** distribution is autoregressive once its dimensions are ordered (the chain rule);
@@ -13,7 +14,8 @@
 # - the **PixelCNN prior over the VQ-VAE's code grids** (lesson 7): sampled codes that decode to digits, and the
 #   bound on $-\log p(x)$ that this two-stage model gets (a row of the table);
 # - one step beyond the PixelCNN: a small **causal Transformer** over the same codes, with its row in the table.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **You need** lesson 5 (the IWAE NLL) and lesson 7 (the VQ-VAE and its code grids).
 #
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
@@ -810,7 +812,8 @@ widget
 # 3. PixelCNN masks convolutions (A then B, R then G then B) to respect the raster order; the stacked masks leave a blind spot that the gated vertical/horizontal stacks remove.
 # 4. Training is one pass (teacher forcing); sampling is D sequential passes, against one for a VAE.
 # 5. A PixelCNN (or a causal Transformer) over the VQ-VAE's 7x7 code grids is the prior that turns its decoder into a generator of digits; recon + code NLL bounds $-\log p(x)$, far tighter than lesson 7's uniform prior but far above the pixel PixelCNN.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (printed above; quick mode, course seed 0): the table of test NLLs with training times (PixelCNN
 # 104.4 nats, FVSBN, NADE and MADE 130-135, the VAE's IWAE bound 129.4); the NADE recurrence equal to the naive
 # conditionals and faster; the blind spot and its absence; pixel-by-pixel samples that are strokes, not digits; the

@@ -12,7 +12,8 @@
 # - Wood's envelope drawn against its target, and the implicit gradient derived in one line;
 # - MNIST: N-VAE against S-VAE at $d$ = 2, 5, 10, beside Davidson et al. (2018), Table 1, with its run-to-run spread; a
 #   walk around the circle of the $d = 2$ S-VAE; the Power Spherical alternative.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **You need** lesson 3 (the Gaussian VAE, reparameterization, closed-form KL) and lesson 5 (the importance-sampled NLL).
 #
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
@@ -640,7 +641,8 @@ print(f"5000 samples at m = 256, kappa = 1e4: Power Spherical {t_ps * 1e3:.0f} m
 # 3. All its quantities go through $\log I_v(\kappa)$, computed in log space: finite for $m \le 256$, $\kappa \in [10^{-3}, 10^5]$.
 # 4. Wood's sampler is a 1-D rejection sampler (acceptance above 60% everywhere) plus a Householder reflection.
 # 5. The pathwise gradient through it is biased, with a sign that depends on f; the implicit reparameterization gradient is not.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (quick mode, printed above): the circle toy's three latent spaces (AE and S-VAE codes wind once
 # round; the N-VAE's prior puts ~1/3 of its mass in the empty middle, its decoded prior samples lie ~2x farther from
 # the data than the S-VAE's); pathwise-only gradient biased (5-25% too small for f = w, ~6% too large for f = w^2), implicit within the confidence interval; MNIST

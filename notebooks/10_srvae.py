@@ -12,7 +12,8 @@
 # - generation $u \to y \to x$, super-resolution of real low-resolution digits, FID against a one-stage VAE.
 #
 # **You need** lesson 2 (the ELBO), lesson 3 (the Gaussian VAE) and lesson 4 (the learned $\gamma$); lesson 5 for the FID.
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
 # default without a GPU, 52 s for this notebook from a fresh kernel, 2 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
@@ -179,7 +180,8 @@ plt.show()
 #
 # Two Gaussian decoders (eq. 16), each with its own **learned** deviation:
 # $p(x \mid y, z) = \mathcal{N}(\hat x(y, z), \gamma_1^2 I)$ and $p(y \mid u) = \mathcal{N}(\hat y(u), \gamma_2^2 I)$; so (eq. 17-19)
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # $$\begin{aligned}-\mathrm{ELBO} = {}& k_x\log\gamma_1 + \mathbb{E}\frac{\|x - \hat x\|^2}{2\gamma_1^2}
 #  + k_y\log\gamma_2 + \mathbb{E}\frac{\|y - \hat y\|^2}{2\gamma_2^2} \\
 #  & + \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big) + \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \qquad (19)$$
@@ -646,7 +648,8 @@ sliders(render, component=(0, N_COMPONENTS - 1, 1, 0), temperature=(0.0, 3.0, 0.
 # - J. M. Tomczak, M. Welling, *VAE with a VampPrior*, AISTATS 2018 (mixture priors on the latent, KL estimated by Monte Carlo).
 # - J. Hershey, P. Olsen, *Approximating the Kullback Leibler divergence between Gaussian mixture models*, ICASSP 2007 (bounds and approximations of KLs to mixtures).
 # - M. Heusel et al., *GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash Equilibrium*, NeurIPS 2017 (the FID).
-#
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # **What we got** (printed above; quick mode, course seed 0): super-resolved test digits recognised by the course
 # classifier 93.7 % of the time (means of u and z; 89.7 % sampled) against 75.8 % for the bilinear upsampling of
 # the 7x7 copy; FID-digits 206 (mixture prior, Monte Carlo KL), 201 (tighter bound), 233 (plain N(0, I) prior) and
