@@ -756,6 +756,8 @@ explorer
 # - P. Vincent, H. Larochelle, Y. Bengio, P.-A. Manzagol, *Extracting and composing robust features with denoising autoencoders*, ICML 2008.
 # - J. Masci, U. Meier, D. Cireşan, J. Schmidhuber, *Stacked convolutional auto-encoders*, ICANN 2011; X. Guo et al., *Deep clustering with convolutional autoencoders*, ICONIP 2017.
 # - D. E. Rumelhart, G. E. Hinton, R. J. Williams, *Learning representations by back-propagating errors*, Nature 323, 1986.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - P. Ghosh, M. S. M. Sajjadi, A. Vergari, M. Black, B. Schölkopf, *From variational to deterministic autoencoders*, ICLR 2020 (ex-post density estimation: a Gaussian or a 10-component mixture fitted to the codes).
 # - B. Dai, D. Wipf, *Diagnosing and enhancing VAE models*, ICLR 2019 (the two-stage VAE: a second VAE fitted to the codes of the first).
 

@@ -847,6 +847,8 @@ assert image1.shape == train.shape and (image1 - image0).abs().max() > 1e-3, "mo
 # - R. J. Williams, *Simple statistical gradient-following algorithms for connectionist reinforcement learning*, Machine Learning 8, 1992 (REINFORCE).
 # - S. Mohamed, M. Rosca, M. Figurnov, A. Mnih, *Monte Carlo Gradient Estimation in Machine Learning*, JMLR 2020 (a survey of both estimators).
 # - M. D. Hoffman, M. J. Johnson, *ELBO surgery: yet another way to carve up the variational evidence lower bound*, NIPS 2016 Workshop on Advances in Approximate Bayesian Inference (the split of the average KL into I(x; z) and KL(q(z) || p(z))).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - D. P. Kingma, M. Welling, *An Introduction to Variational Autoencoders*, Foundations and Trends in ML, 2019 (Fig. 2.3 the reparameterization graph; section 2.8.2 blurriness).
 # - N. Audebert, *RCP211 – Auto-encodeurs variationnels*, CNAM, 2021 ("Optimisation des VAE", "Échantillonnage lors de l'inférence"); B. Banerjee, *VAE continued* (encoder-only and decoder-only use).
 

@@ -848,6 +848,8 @@ except ImportError:
 # - S. Bowman et al., *Generating Sentences from a Continuous Space*, CoNLL 2016 (collapse, KL cost annealing).
 # - X. Chen et al., *Variational Lossy Autoencoder*, ICLR 2017 (collapse with autoregressive decoders).
 # - C. K. Sønderby et al., *Ladder Variational Autoencoders*, NeurIPS 2016 (warm-up).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - B. Frey, *Graphical Models for Machine Learning and Digital Communication*, MIT Press 1998 (fully visible sigmoid belief nets).
 # - O. Rybkin, K. Daniilidis, S. Levine, *Simple and Effective VAE Training with Calibrated Decoders*, ICML 2021 (the optimal $\gamma$).
 # - G. Loaiza-Ganem, J. Cunningham, *The continuous Bernoulli*, NeurIPS 2019.

@@ -650,6 +650,8 @@ plt.show()
 #   $T = 2$; course seed 1: it rises from 0.37 to 0.58). So we assert only the recall. One number (FID) mixes both.
 # - The **likelihood** of test digits is best near $T = 1$ and worse by more than 10 nats at $T = 2.5$: the
 #   scores measure something that is not likelihood (section 1).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - Practice: report scores at $T = 1$ (the model as trained), or **state** the temperature or truncation
 #   used. GANs do the reverse trade, $T < 1$: the "truncation trick" (Brock et al. 2019, BigGAN) buys fidelity
 #   with diversity; Glow (Kingma & Dhariwal 2018) shows samples at $T = 0.7$. A score at a tuned $T$ is a
@@ -726,6 +728,8 @@ assert is_collapse > is_of["real (other half)"].mean() - 3 * is_of["real (other 
 # - T. Salimans et al., *Improved Techniques for Training GANs*, NeurIPS 2016 (the Inception Score, section 4).
 # - M. J. Chong, D. Forsyth, *Effectively Unbiased FID and Inception Score and Where to Find Them*, CVPR 2020 (the bias in n).
 # - M. Bińkowski, D. J. Sutherland, M. Arbel, A. Gretton, *Demystifying MMD GANs*, ICLR 2018 (the KID, section 3: unbiased, cubic polynomial kernel).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - T. Kynkäänniemi, T. Karras, S. Laine, J. Lehtinen, T. Aila, *Improved Precision and Recall Metric for Assessing Generative Models*, NeurIPS 2019 (k-NN manifolds, k = 3; Fig. 1 the truncation trade-off).
 # - A. Brock, J. Donahue, K. Simonyan, *Large Scale GAN Training for High Fidelity Natural Image Synthesis*, ICLR 2019 (truncation); D. P. Kingma, P. Dhariwal, *Glow*, NeurIPS 2018 (temperature).
 # - L. Theis, A. van den Oord, M. Bethge, *A note on the evaluation of generative models*, ICLR 2016; M. E. Tipping, C. M. Bishop, *Probabilistic PCA*, JRSS B 1999.

@@ -847,6 +847,8 @@ widget
 #   ordering, 256-way softmax; Table 4: PixelCNN 81.30 nats on binarized MNIST, as reported there; not re-checked).
 # - A. van den Oord et al., *Conditional Image Generation with PixelCNN Decoders*, NeurIPS 2016b (gated PixelCNN,
 #   vertical and horizontal stacks, the blind spot).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # - A. van den Oord, O. Vinyals, K. Kavukcuoglu, *Neural Discrete Representation Learning*, NeurIPS 2017 (VQ-VAE
 #   with a PixelCNN prior over the codes).
 # - R. Salakhutdinov, I. Murray, *On the quantitative analysis of deep belief networks*, ICML 2008 (binarized MNIST).

@@ -493,3 +493,29 @@ def test_two_builds_can_copy_the_static_files_at_once(tmp_path):
     assert not errors, errors
     assert (dest / "reveal.js" / "dist" / "reveal.js").exists()
     assert sorted(p.name for p in dest.parent.iterdir()) == ["_static"], "no temporary folder left behind"
+
+
+def test_rise_break_tools_edit_only_slide_structure(tmp_path):
+    """``rise --add-breaks``: a subslide starts at a cell (its header's metadata), a Markdown cell too tall is
+    cut at a blank line or between two bullets, never inside display math; code cells are untouched."""
+    import jupytext
+
+    from course_lib.tooling import rise
+
+    src = tmp_path / "99_toy.py"
+    src.write_text('# %% [markdown] slideshow={"slide_type": "slide"}\n# # Title\n#\n# Intro.\n#\n# $$\n# a = b\n#\n'
+                   '# c = d\n# $$\n#\n# **References**\n# - A, 2001.\n# - B, 2002.\n# - C, 2003.\n\n'
+                   '# %%\nx = 1\n\n# %% slideshow={"slide_type": "fragment"}\nprint(x)\n')
+    before = jupytext.read(str(src))
+    assert rise.mark_subslides(src, [0, 2]) == 1, "a cell that starts a slide already is left alone"
+    assert rise.split_markdown(src, {0: 0.5}) == 1
+    nb = jupytext.read(str(src))
+    kinds = [(c.cell_type, c.metadata.get("slideshow", {}).get("slide_type")) for c in nb.cells]
+    assert kinds == [("markdown", "slide"), ("markdown", "subslide"), ("code", None), ("code", "subslide")], kinds
+    assert nb.cells[0].source == "# Title\n\nIntro." and nb.cells[1].source.startswith("$$\na = b\n\nc = d\n$$")
+    assert [c.source for c in nb.cells if c.cell_type == "code"] == [c.source for c in before.cells if c.cell_type == "code"]
+    assert rise.split_markdown(src, {1: 0.95}) == 1, "the formula and the list: cut between two bullets"
+    nb = jupytext.read(str(src))
+    assert nb.cells[2].source == "- B, 2002.\n- C, 2003." and nb.cells[2].metadata["slideshow"]["slide_type"] == "subslide"
+    assert nb.cells[1].source.endswith("**References**\n- A, 2001."), "a list is never cut from its label"
+    assert "$$" in nb.cells[1].source and nb.cells[1].source.count("$$") == 2, "display math kept whole"

@@ -226,17 +226,23 @@ def split_markdown(source: str | Path, splits: dict[int, float]) -> int:
             text = line[1:].strip() if line.startswith("#") else line.strip()
             if text.startswith("$$"):
                 in_math = not in_math if text.count("$$") == 1 else in_math
+            prev = body[j - 1] if j else ""
+            if line.startswith("# - ") and prev.startswith(("# - ", "#   ")) and not in_math and j > 1:
+                candidates.append(-j)  # between two bullets of a list: the rest is a list on the next slide
             if text == "" and not in_math and 0 < j < len(body) - 1:
                 nxt = body[j + 1][1:].strip() if body[j + 1].startswith("#") else body[j + 1].strip()
                 if nxt and not nxt.startswith("|") and not re.match(r"[2-9]\.|\d\d+\.", nxt):
                     candidates.append(j)  # not inside a table, nor before the 2nd, 3rd ... item of a numbered list
         target = splits[k] * len(body) * 0.9  # a little below the estimate: the first part must fit
-        fitting = [j for j in candidates if j <= target]
+        fitting = [j for j in candidates if abs(j) <= target]
         if not fitting:
             continue
-        j = fitting[-1]
-        cut = start + 1 + j
-        lines[cut] = '\n# %% [markdown] slideshow={"slide_type": "subslide"}\n'
+        j = max(fitting, key=abs)
+        header = '\n# %% [markdown] slideshow={"slide_type": "subslide"}\n'
+        if j > 0:   # a blank line becomes the cut
+            lines[start + 1 + j] = header
+        else:       # between two bullets: the cut is inserted
+            lines[start + 1 - j] = header + lines[start + 1 - j]
         done += 1
     path.write_text("".join(lines))
     return done
