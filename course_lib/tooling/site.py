@@ -100,7 +100,7 @@ as slides (the decks below work offline).
 - Python and PyTorch basics: tensors, `nn.Module`, autograd, a training loop.
 - Probability: densities, expectations, Bayes' rule, the Gaussian and Bernoulli distributions.
 - Calculus and linear algebra at the level of a first machine-learning course (gradients, the chain rule).
-- Each lesson's first slide says which earlier lessons it builds on ("You need").
+- Each lesson's opening slides say which earlier lessons it builds on ("You need").
 """
 SETUP_FALLBACK = """## Set-up: two commands
 
