@@ -248,6 +248,77 @@ def split_markdown(source: str | Path, splits: dict[int, float]) -> int:
     return done
 
 
+_FIGURE_PREFIXES = ("plt", "fig", "ax", "display", "interact")
+_FIGURE_PARTS = ("plot", "show", "scatter", "figure", "draw", "hist", "widget", "slider", "image", "grid", "curve",
+                 "picture", "envelope", "field", "strip", "rows")
+
+
+def _draws(node) -> bool:
+    """Whether a statement may draw on a matplotlib figure or show something (a name or attribute that looks
+    like it): a cut must never separate a figure from its ``plt.show()``."""
+    import ast
+
+    for sub in ast.walk(node):
+        name = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(sub, ast.Attribute) else None
+        if name and (name.lower().startswith(_FIGURE_PREFIXES) or any(w in name.lower() for w in _FIGURE_PARTS)):
+            return True
+    return False
+
+
+def code_cut(code: str) -> int | None:
+    """Where to cut a code cell in two without changing what it shows: the line (0-based) of the first
+    top-level statement that draws, when every statement before it neither draws nor is a bare expression
+    (whose value the cell would now show), and there are at least three lines before it. None if no such line."""
+    import ast
+
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return None
+    for k, stmt in enumerate(body):
+        if _draws(stmt):
+            before = body[:k]
+            if not before or any(isinstance(b, ast.Expr) for b in before):
+                return None
+            first = stmt.lineno - 1
+            lines = code.splitlines()
+            while first > 0 and lines[first - 1].lstrip().startswith("#"):  # its comment lines go with it
+                first -= 1
+            return first if first >= 3 else None
+    return None
+
+
+def split_code(source: str | Path, indices) -> int:
+    """Cut each code cell ``indices`` (0-based notebook order) of a jupytext percent source at
+    :func:`code_cut`: the computing part stays, the drawing part starts a subslide. Cells with tags are left
+    alone. Returns how many cells were cut."""
+    import re
+
+    path = Path(source)
+    lines = path.read_text().splitlines(keepends=True)
+    headers = [i for i, line in enumerate(lines) if re.match(r"^# %%( |$)", line)] + [len(lines)]
+    done = 0
+    for k in sorted(set(indices), reverse=True):
+        start, end = headers[k], headers[k + 1]
+        if "[markdown]" in lines[start] or "tags=" in lines[start]:
+            continue
+        cut = code_cut("".join(lines[start + 1:end]))
+        if cut is None:
+            continue
+        at = start + 1 + cut
+        lines[at] = '\n# %% slideshow={"slide_type": "subslide"}\n' + lines[at]
+        # the blank lines that ended the first part stay above the new header
+        done += 1
+    path.write_text("".join(lines))
+    return done
+
+
+def proposed_code_splits(report: dict) -> list[int]:
+    """Slides too tall that are one code cell: that cell's index."""
+    return [s["cells"][0][0] for s in report["failed"]
+            if s["content"] > s["room"] + 1 and len(s["cells"]) == 1 and s.get("kinds") == ["code"]]
+
+
 def mark_subslides(source: str | Path, indices) -> int:
     """Start a subslide at each cell ``indices`` (0-based notebook order) of a jupytext percent source, by
     its ``# %%`` header's ``slideshow`` metadata; returns how many headers changed."""
@@ -298,6 +369,9 @@ def main(argv=None) -> int:
     parser.add_argument("--split-markdown", action="store_true",
                         help="with --add-breaks: also cut a Markdown cell too tall at a blank line, the rest on a "
                              "subslide")
+    parser.add_argument("--split-code", action="store_true",
+                        help="with --add-breaks: also cut a code cell too tall before its first drawing statement "
+                             "(only where what the cell shows cannot change; re-run the lesson after)")
     args = parser.parse_args(argv)
     for round_ in range(4 if args.add_breaks else 1):
         failed, changed = 0, 0
@@ -316,6 +390,8 @@ def main(argv=None) -> int:
                         n = mark_subslides(source, proposed_breaks(report))
                         if not n and args.split_markdown:
                             n = split_markdown(source, proposed_markdown_splits(report))
+                        if not n and args.split_code:
+                            n = split_code(source, proposed_code_splits(report))
                         changed += n
                         if n:
                             print(f"  {name}: {n} subslide break(s) added", flush=True)
