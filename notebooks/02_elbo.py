@@ -243,6 +243,8 @@ forward = torch.trapezoid(log_p.exp() * (log_p - log_q), z)           # KL(p || 
 reverse = torch.trapezoid(log_q.exp() * (log_q - log_p), z)           # KL(q || p)
 best = lambda table: (means[table.argmin() // len(sds)].item(), sds[table.argmin() % len(sds)].item())
 fits = {"forward KL(p || q)": best(forward), "reverse KL(q || p)": best(reverse)}
+
+# %% slideshow={"slide_type": "subslide"}
 fig = figs.kl_fits(z, log_p.exp(), fits, {"KL(p || q) over (m, s)": forward, "KL(q || p) over (m, s)": reverse},
                            means, sds)
 

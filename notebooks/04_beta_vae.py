@@ -286,6 +286,8 @@ model = sweep[4.0]
 order = torch.argsort(kl_dims[4.0], descending=True)
 dims = order[:4].tolist() + [order[-1].item()]                     # the 4 most informative and the least
 values = torch.linspace(-3, 3, 9, device=device)
+
+# %% slideshow={"slide_type": "subslide"}
 images = traverse(model, x_show[:1], dims, values)
 fig, ax = plt.subplots(figsize=(8, 3.7))
 show_images(images, nrow=len(values), ax=ax, title="Traversals, β = 4: one row per z_j, KL_j = "

@@ -479,6 +479,8 @@ diff_is = is_of["VAE means E[x|z]"] - is_of["VAE samples x~p(x|z)"]
 if QUICK:
     assert diff_fid.min() > 0, "quick mode: binary samples are closer in FID than grey means, on every repeat"
 assert diff_is.min() > 0, "the IS prefers the means, on every repeat"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = figs.image_sets_figure(sets, {n: (fid_of[n].mean(), is_of[n].mean()) for n in fid_of},
                                    errors={n: (fid_of[n].std(), is_of[n].std()) for n in fid_of})
 plt.show()
@@ -525,6 +527,8 @@ assert 300 <= n_2pc <= 5000, "a stable FID (2 % spread) needs several hundred to
 se = lambda v: float(v.std() / math.sqrt(len(v)))  # noqa: E731  (standard error of a mean over draws)
 assert gen[50].mean() - gen[1000].mean() > 2 * math.hypot(se(gen[50]), se(gen[1000])), "biased upwards at small n"
 assert real[50].mean() > 5 * real[1000].mean(), "real vs real: the FID falls roughly as 1/n, far from 0 at n = 50"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = figs.fid_spread_figure(spread, fit_c=c)
 plt.show()
 

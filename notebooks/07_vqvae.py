@@ -524,6 +524,8 @@ empty = vqvae.decode_indices(torch.full((1, 7, 7), background, device=device))
 context = indices[0].expand(K, 7, 7).clone()                          # the first test digit's grid, K times
 context[:, 3, 3] = torch.arange(K)                                    # code k at the centre cell
 in_context = vqvae.decode_indices(context)[:, :, 8:20, 8:20]          # centre cell +- one cell: pixels 8..19
+
+# %% slideshow={"slide_type": "subslide"}
 patches = code_patches(test_bin.images, indices, K, context=1)          # (K, 1, 12, 12)
 fig, axes = plt.subplots(2, 1, figsize=(13, 4.6))
 show_images(in_context, nrow=16, ax=axes[0], title=f"Code k at the centre of the first test digit's grid (k = 0..15, 16..31)")

@@ -461,6 +461,8 @@ def one_channel_mask(k, mask_type):
 
 for t in "AB":
     assert torch.equal(one_channel_mask(5, t), conv_mask(5, t)[0, 0])
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(6, 2.4))
 for ax, t in zip(axes, "AB"):
     show_matrix(ax, one_channel_mask(5, t), f"5x5 mask, type {t}", "", "")

@@ -318,6 +318,8 @@ two = MixtureOfGaussians(torch.tensor(w).log(), torch.tensor(means)[:, None], to
 ms = torch.linspace(-6, 6, 61)
 q = Independent(Normal(ms[:, None], torch.full((61, 1), 0.5)), 1)
 bound = kl_mixture_upper_bound(q, two)
+
+# %% slideshow={"slide_type": "subslide"}
 exact = torch.tensor([figs.kl_to_mixture_1d(float(m), 0.5, w, means, scales) for m in ms])
 figs.plot_kl_bound_1d(ms, exact, bound, means, title="KL from N(m, 0.5²) to 0.5 N(-3, 1) + 0.5 N(3, 1)")
 plt.show()

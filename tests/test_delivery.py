@@ -519,3 +519,16 @@ def test_rise_break_tools_edit_only_slide_structure(tmp_path):
     assert nb.cells[2].source == "- B, 2002.\n- C, 2003." and nb.cells[2].metadata["slideshow"]["slide_type"] == "subslide"
     assert nb.cells[1].source.endswith("**References**\n- A, 2001."), "a list is never cut from its label"
     assert "$$" in nb.cells[1].source and nb.cells[1].source.count("$$") == 2, "display math kept whole"
+
+
+def test_code_cut_never_separates_a_figure_from_its_show_nor_exposes_a_value():
+    from course_lib.tooling import rise
+
+    compute = "with torch.no_grad():\n    a = f(x)\n    b = g(a)\nc = a + b\n"
+    assert rise.code_cut(compute + "# the figure\nfig, ax = plt.subplots()\nax.plot(c)\nplt.show()\n") == 4, \
+        "cut before the drawing part, its comment going with it"
+    assert rise.code_cut(compute + "latent_scatter(c)\nplt.show()\n") == 4, "a course figure function draws too"
+    assert rise.code_cut("a = 1\nb = 2\na\nplt.plot(a)\n") is None, "a bare expression would now be shown"
+    assert rise.code_cut("a = 1\nshow_images(a)\nb = 2\nc = 3\nplt.show()\n") is None, "too little ahead"
+    assert rise.code_cut("a = 1\nb = 2\nc = 3\nd = 4\n") is None, "nothing drawn: nothing to move"
+    assert rise.code_cut("fig, ax = plt.subplots()\na = 1\nb = 2\nc = 3\nplt.show()\n") is None

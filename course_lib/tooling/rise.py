@@ -268,7 +268,7 @@ def _draws(node) -> bool:
 def code_cut(code: str) -> int | None:
     """Where to cut a code cell in two without changing what it shows: the line (0-based) of the first
     top-level statement that draws, when every statement before it neither draws nor is a bare expression
-    (whose value the cell would now show), and there are at least three lines before it. None if no such line."""
+    (whose value the cell would now show), and at least three lines of code come before it. None if none."""
     import ast
 
     try:
@@ -284,7 +284,8 @@ def code_cut(code: str) -> int | None:
             lines = code.splitlines()
             while first > 0 and lines[first - 1].lstrip().startswith("#"):  # its comment lines go with it
                 first -= 1
-            return first if first >= 3 else None
+            ahead = [x for x in lines[:first] if x.strip() and not x.lstrip().startswith("#")]
+            return first if len(ahead) >= 3 else None  # a slide of one or two lines is not worth a cut
     return None
 
 
