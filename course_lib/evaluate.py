@@ -329,17 +329,7 @@ def fid(real, generated, features=None, batch_size: int = 500) -> float:
     same data; it is not the Inception-v3 FID of papers. It is biased upwards for small N
     (compare sets of equal size).
     """
-    fn = _feature_fn(features)
-    if fn is None:
-        fr, fg = _float64(_images(real)), _float64(_images(generated))
-        if fr.ndim != 2 or fg.ndim != 2:
-            raise ValueError("images were given without features=: pass features=get_classifier(...) "
-                             "or N x F feature matrices.")
-    else:
-        device = getattr(fn, "__self__", None)
-        device = _model_device(device) if isinstance(device, torch.nn.Module) else None
-        fr = _apply(fn, _images(real), batch_size, device)
-        fg = _apply(fn, _images(generated), batch_size, device)
+    fr, fg = _feature_pair(real, generated, features, batch_size)
     mu_r, s_r = gaussian_stats(fr)
     mu_g, s_g = gaussian_stats(fg)
     return frechet_distance(mu_r, s_r, mu_g, s_g)
