@@ -21,12 +21,9 @@ import pytest
 
 from course_lib.tooling import exercises, grading, notebooks, sandbox
 from course_lib.__main__ import main
+from submissions import ADD, DOUBLE, FULL, SQUARE, exercise, grade_index, honest, solve
 
 FIXTURE = Path(__file__).parent / "fixtures" / "solutions" / "01_demo.py"
-ADD = "def add(a, b):\n    return a + b"
-SQUARE = "def square(x):\n    return x * x"
-DOUBLE = "import torch\n\n\ndef double(t):\n    return 2 * t"
-FULL = {"add": 2, "square": 3, "double": 1}
 ISOLATED = sandbox.unavailable() is None
 needs_isolation = pytest.mark.skipif(not ISOLATED, reason=f"no sandbox here: {sandbox.unavailable()}")
 BOX = {} if ISOLATED else {"sandbox": False}  # where bubblewrap cannot run, the unsandboxed grader is tested
@@ -44,25 +41,6 @@ def course(tmp_path_factory):
     notebooks.sync(("solutions",), root=root)
     exercises.generate("solutions", "exercises", root=root)
     return root
-
-
-def exercise(course):
-    return nbformat.read(course / "exercises" / "01_demo.ipynb", as_version=4)
-
-
-def solve(nb, name, code):
-    """Put ``code`` in place of the stubbed function ``name``."""
-    cell = next(c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source)
-    cell.source = code
-    return nb
-
-
-def honest(course):
-    return solve(solve(solve(exercise(course), "add", ADD), "square", SQUARE), "double", DOUBLE)
-
-
-def grade_index(nb, name):
-    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("grade", {}).get("exercise") == name)
 
 
 def after(nb, name, code):

@@ -17,13 +17,11 @@ import nbformat
 import pytest
 
 from course_lib.tooling import exercises, grading, notebooks, sandbox
+from submissions import ADD, DOUBLE, FULL, SQUARE, exercise, grade_index, honest, solve
 
 from attacks.corpus import ESCAPES, LIMITS, STEAL, STOPPERS, USE, stopper_cell
 
 FIXTURES = Path(__file__).parent / "fixtures" / "solutions"
-ADD, SQUARE, DOUBLE = "def add(a, b):\n    return a + b", "def square(x):\n    return x * x", \
-    "import torch\n\n\ndef double(t):\n    return 2 * t"
-FULL = {"add": 2, "square": 3, "double": 1}
 ZERO = {"add": 0, "square": 0, "double": 0}
 WHY = sandbox.unavailable()
 pytestmark = [pytest.mark.timeout(1800),
@@ -45,24 +43,6 @@ def course(tmp_path_factory):
         subprocess.run([*git, "add", "-A"], check=True)
         subprocess.run([*git, "commit", "-q", "-m", "course"], check=True)
     return root
-
-
-def exercise(course, stem="01_demo"):
-    return nbformat.read(course / "exercises" / f"{stem}.ipynb", as_version=4)
-
-
-def solve(nb, name, code):
-    cell = next(c for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source)
-    cell.source = code
-    return nb
-
-
-def honest(course):
-    return solve(solve(solve(exercise(course), "add", ADD), "square", SQUARE), "double", DOUBLE)
-
-
-def grade_index(nb, name):
-    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("grade", {}).get("exercise") == name)
 
 
 def before_each_grade_cell(nb, code):
