@@ -15,7 +15,7 @@ from matplotlib.colors import ListedColormap
 import numpy as np
 import torch
 
-__all__ = ["image_grid", "show_images", "show_reconstructions", "latent_scatter", "loss_curves",
+__all__ = ["image_grid", "show_images", "show_reconstructions", "latent_scatter", "latent_scatters", "loss_curves",
            "decode_grid", "CLASS_CMAP", "CLASS_COLORS", "PALETTE", "IMAGE_CMAP"]
 
 # Okabe-Ito: eight colours told apart with every common colour-vision deficiency.
@@ -95,6 +95,15 @@ def latent_scatter(z, labels=None, title: str = "Latent codes", ax=None, classes
     ax.set_ylabel("$z_2$")
     ax.set_title(title)
     return ax
+
+
+def latent_scatters(panels: dict, labels=None, classes=None, s: float = 8, height: float = 4.6):
+    """One :func:`latent_scatter` per entry of ``panels`` ({title: codes}), side by side; returns (fig, axes)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), height), squeeze=False)
+    for ax, (title, z) in zip(axes[0], panels.items()):
+        latent_scatter(z, labels, title=title, ax=ax, classes=classes, s=s)
+    fig.tight_layout()
+    return fig, axes[0]
 
 
 def loss_curves(history, terms=None, ax=None, title: str | None = None, unit: str = "nats per example"):

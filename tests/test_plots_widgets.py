@@ -70,3 +70,36 @@ def test_decode_point_and_widgets_without_a_frontend():
     assert grid.layout.grid_template_columns.startswith("repeat(2,")
     sl.controls["z20"].value = 1.0  # the last dimension re-renders without error
     plt.close("all")
+
+
+def test_side_by_side_figures_put_each_panel_where_it_says():
+    """The helpers that keep the lessons' figure cells short (one line on a RISE slide)."""
+    from types import SimpleNamespace
+
+    from course_lib.figures import autoencoders, cvae, vae
+
+    labels = torch.randint(0, 10, (40,))
+    data = SimpleNamespace(labels=labels, classes=[str(i) for i in range(10)])
+    a, b = torch.randn(40, 2), torch.randn(40, 2) + 5
+    fig, axes = plots.latent_scatters({"first": a, "second": b}, labels)
+    assert [ax.get_title() for ax in axes] == ["first", "second"]
+    assert np.allclose(axes[1].collections[0].get_offsets(), b.numpy())      # each panel its own codes
+    fig = autoencoders.code_planes({"PCA": (a, 1.5), "AE": (b, 0.25)}, data)
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["PCA (test MSE 1.50)", "AE (test MSE 0.25)"]
+    calls = []
+
+    def generate(z, y):                       # records the class each grid is decoded with
+        calls.append((len(z), sorted(set(y.tolist()))))
+        return torch.zeros(len(z), 1, 4, 4)
+
+    fig, axes = cvae.class_grids(generate, (2, 7), torch.linspace(-1, 1, 3))
+    assert calls == [(9, [2]), (9, [7])] and [ax.get_title() for ax in axes] == [
+        "y = 2, z on a 3 x 3 grid", "y = 7, z on a 3 x 3 grid"]
+    seen = []
+    fig, axes = vae.codes_and_decoder_figure(a, data, lambda z: seen.append(z) or torch.zeros(len(z), 1, 4, 4),
+                                             torch.tensor([-1.0, 1.0]))
+    assert len(seen[0]) == 4 and set(seen[0].flatten().tolist()) == {-1.0, 1.0}
+    x = torch.rand(3, 1, 4, 4)
+    fig, axes = vae.beta_sweep_figure(x, {1: x, 4: 1 - x}, {1: x, 4: x}, [1, 4])
+    assert axes[0].images[0].get_array().shape[0] == 3 * (4 + 1) + 1      # input row + one row per beta
+    plt.close("all")

@@ -15,7 +15,7 @@ import torch
 from ..plots import IMAGE_CMAP, PALETTE, latent_scatter, show_images
 
 __all__ = ["pixel_penalties", "penalty_maps", "model_bars", "code_histograms", "box_grid_codes",
-           "latent_box", "confidence_bars", "generator_scores"]
+           "code_planes", "latent_box", "confidence_bars", "generator_scores"]
 
 FONT = 12
 
@@ -117,6 +117,21 @@ def box_grid_codes(lo, hi, n: int = 15) -> torch.Tensor:
     z2 = torch.linspace(float(hi[1]), float(lo[1]), n)
     a, b = torch.meshgrid(z1, z2, indexing="xy")
     return torch.stack([a.reshape(-1), b.reshape(-1)], dim=1)
+
+
+def code_planes(panels: dict, data):
+    """Side by side, the 2-D codes of ``data``'s images by each method, coloured by digit class.
+
+    ``panels``: {method name: (codes (N, 2), test squared error per image)}; ``data``: the images' dataset
+    (its ``labels`` and ``classes``). The first panel's axes are named as PCA's components.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8))
+    for ax, (name, (codes, mse)) in zip(np.atleast_1d(axes), panels.items()):
+        latent_scatter(codes, data.labels, title=f"{name} (test MSE {mse:.2f})", ax=ax, classes=data.classes, s=10)
+    np.atleast_1d(axes)[0].set(xlabel="first principal component", ylabel="second principal component")
+    fig.suptitle("Test images in a 2-D code space, coloured by digit class")
+    fig.tight_layout()
+    return fig
 
 
 def latent_box(codes, labels, draws, far, lo, hi, grid_images, classes=None):

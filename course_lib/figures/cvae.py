@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ..models.cvae import soft_label
-from ..plots import PALETTE, show_images
+from ..plots import PALETTE, decode_grid, show_images
 
 __all__ = ["split_halves", "join_halves", "generated_class_accuracy", "accuracy_bars", "completion_grid",
-           "mixing_row", "class_mixer", "score_table", "prior_hole_figure"]
+           "mixing_row", "class_mixer", "score_table", "prior_hole_figure", "class_grids"]
 
 
 def split_halves(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +117,17 @@ def score_table(table: dict, columns=("FID-digits", "IS-digits", "confidence")) 
         std = t.std(0) if len(t) > 1 else torch.zeros(t.shape[1])
         lines.append(f"{name:<8}" + "".join(f"{m:>11.2f} ± {s:<5.2f}" for m, s in zip(t.mean(0), std)))
     return "\n".join(lines)
+
+
+def class_grids(generate, classes, values, device=None):
+    """For each class y of ``classes``, ``generate(z, y)`` on the grid ``values`` x ``values`` of (z_1, z_2),
+    side by side (:func:`course_lib.plots.decode_grid`); returns (fig, axes)."""
+    fig, axes = plt.subplots(1, len(classes), figsize=(6 * len(classes), 6), squeeze=False)
+    n = len(values)
+    for ax, c in zip(axes[0], classes):
+        decode_grid(lambda zz, c=c: generate(zz, torch.full((len(zz),), c, device=zz.device)), values=values,
+                    device=device, ax=ax, title=f"y = {c}, z on a {n} x {n} grid")
+    return fig, axes[0]
 
 
 def prior_hole_figure(codes: torch.Tensor, labels: torch.Tensor, cls: int, ax=None, title: str = ""):

@@ -10,12 +10,12 @@ import matplotlib.pyplot as plt
 import torch
 from torch.distributions import Normal
 
-from ..plots import PALETTE, show_images
+from ..plots import PALETTE, decode_grid, latent_scatter, show_images
 
 __all__ = ["estimator_variance_figure", "kl_figure", "aggregated_posterior_figure", "aggregate_vs_prior_figure",
            "rate_distortion_figure", "kl_per_dim_figure", "warmup_figure", "gamma_curve_figure", "collapse_figure",
            "per_dim_kl_values", "total_variation", "isolated_pixels", "factor_images_figure", "factor_unit_figure",
-           "rate_surgery_figure"]
+           "rate_surgery_figure", "codes_and_decoder_figure", "beta_sweep_figure"]
 
 C = PALETTE
 FS = 12   # legend and tick font size: readable from the back of a room
@@ -113,6 +113,30 @@ def aggregated_posterior_figure(z_agg2):
         ax.legend(fontsize=FS, loc="upper left")
     for ax in axes:
         ax.tick_params(labelsize=FS)
+    fig.tight_layout()
+    return fig, axes
+
+
+def codes_and_decoder_figure(codes, data, generate, values, device=None):
+    """Left: the 2-D codes of ``data``'s images, coloured by class (``data.labels``, ``data.classes``);
+    right: ``generate`` on the grid ``values`` x ``values`` of the two latent coordinates."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    latent_scatter(codes, data.labels, ax=axes[0], classes=data.classes,
+                   title="Test codes $\\mu_\\phi(x)$, d = 2, coloured by class")
+    decode_grid(generate, values=values, device=device, ax=axes[1],
+                title="Decoder on a grid of Gaussian quantiles of $z_1, z_2$")
+    fig.tight_layout()
+    return fig, axes
+
+
+def beta_sweep_figure(x_show, recs: dict, samples: dict, betas):
+    """Left: ``x_show`` (top row) and, one row per beta of ``betas``, its reconstructions ``recs[beta]``;
+    right: the prior samples ``samples[beta]``, one row per beta (the same z in each column)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.95 * len(betas) + 2))
+    show_images(torch.cat([x_show] + [recs[b] for b in betas]), nrow=len(x_show), ax=axes[0],
+                title="Test images (top), reconstructions,\nβ = " + ", ".join(f"{b:g}" for b in betas) + " (rows)")
+    show_images(torch.cat([samples[b] for b in betas]), nrow=len(x_show), ax=axes[1],
+                title="Prior samples, one row per β\n(same z in each column)")
     fig.tight_layout()
     return fig, axes
 
