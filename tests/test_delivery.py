@@ -447,10 +447,15 @@ def test_rise_in_jupyterlab_reads_rise_css_offline_and_the_fit_check_finds_a_sli
         remote = [u for u in chromium.requests if not u.startswith(browser.LOCAL_SCHEMES + (base, base.replace("http:", "ws:")))]
         assert remote == [], remote[:3]
 
-        report = rise.check_rise(chromium, base, token, "99_fit.ipynb")
+        report = rise.check_rise(chromium, base, token, "99_fit.ipynb", screenshots=tmp_path / "too_tall")
         assert [s["title"] for s in report["slides"]] == ["Short", "Too tall", "Also short"], report["slides"]
         assert [s["title"] for s in report["failed"]] == ["Too tall"], rise.describe_rise(report)
         assert "px too tall" in report["failed"][0]["why"][0]
+        too_tall = report["failed"][0]["id"]
+        assert [p.name for p in (tmp_path / "too_tall").iterdir()] == [f"99_fit_{too_tall}.png"]
+        report = rise.check_rise(chromium, base, token, "99_fit.ipynb", screenshots=tmp_path / "every", every=True)
+        assert sorted(p.name for p in (tmp_path / "every").iterdir()) == sorted(
+            f"99_fit_{s['id']}.png" for s in report["slides"]) and len(report["slides"]) == 3
 
 
 def test_executions_are_cached_by_code_and_reused_after_a_slide_edit(tmp_path):

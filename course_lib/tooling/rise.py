@@ -125,9 +125,10 @@ def copy_for_rise(lessons, root: str | Path, log=print) -> list[str]:
 
 
 def check_rise(browser, base: str, token: str, name: str, max_presses: int = 600,
-               screenshots: str | Path | None = None) -> dict:
+               screenshots: str | Path | None = None, every: bool = False) -> dict:
     """Open ``notebooks/<name>`` in RISE and press Space through it; every slide measured with all its
-    fragments shown. Returns ``{"slides": [...], "failed": [...]}``; a failed slide has ``why``."""
+    fragments shown. Returns ``{"slides": [...], "failed": [...]}``; a failed slide has ``why``.
+    ``screenshots``: a folder for a PNG of each slide too tall (of every slide with ``every``)."""
     browser.set_viewport(1280, 720)
     browser.open(f"{base}/rise/notebooks/{name}?token={token}", settle=1)
     first = "null"
@@ -150,7 +151,7 @@ def check_rise(browser, base: str, token: str, name: str, max_presses: int = 600
         if state["id"] not in slides:
             order.append(state["id"])
         slides[state["id"]] = state  # the last state: every fragment shown
-        if screenshots is not None and state["content"] > state["room"] + 1:
+        if screenshots is not None and (every or state["content"] > state["room"] + 1):
             Path(screenshots).mkdir(parents=True, exist_ok=True)
             browser.screenshot(Path(screenshots) / f"{Path(name).stem}_{state['id']}.png")
         key = (state["id"], state["fragments_left"])
@@ -364,6 +365,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib rise", description=__doc__.splitlines()[0])
     parser.add_argument("lessons", nargs="*", help="lessons (default: every lesson)")
     parser.add_argument("--screenshots", metavar="DIR", help="save a PNG of every slide that does not fit")
+    parser.add_argument("--every", action="store_true", help="with --screenshots: a PNG of every slide")
     parser.add_argument("--add-breaks", action="store_true",
                         help="where a slide too tall holds several cells, start a subslide at the first cell that "
                              "does not fit (edits the lessons' .py sources and rebuilds the notebooks; up to 4 rounds)")
@@ -380,7 +382,7 @@ def main(argv=None) -> int:
             names = copy_for_rise(args.lessons or None, Path(tmp) / "root")
             with jupyterlab(Path(tmp) / "root", tmp) as (base, token), Browser() as browser:
                 for name in names:
-                    report = check_rise(browser, base, token, name, screenshots=args.screenshots)
+                    report = check_rise(browser, base, token, name, screenshots=args.screenshots, every=args.every)
                     print(describe_rise(report), flush=True)
                     failed += len(report["failed"])
                     cells_seen = {c.get("total_cells") for c in report["slides"]}
