@@ -277,6 +277,8 @@ with torch.no_grad():
     }
     per_example = {k: reconstruction_error(v, xs, k) for k, v in [("mse", xh), ("mae", xh), ("bce", logit_s)]}
 
+
+# %% slideshow={"slide_type": "subslide"}
 fig = figs.penalty_maps(xs, xh, maps)
 
 # %% slideshow={"slide_type": "subslide"}
@@ -363,6 +365,7 @@ cae = ConvAutoencoder(train.shape, latent_dim=LATENT, channels=CHANNELS, recon="
 print(cae.encoder)
 
 
+# %% slideshow={"slide_type": "subslide"}
 def n_params(module):
     return sum(p.numel() for p in module.parameters())
 
@@ -444,15 +447,7 @@ print(f"test squared error per image with d = 2: autoencoder {err_ae2:.3f}, PCA 
 assert err_ae2 < 0.9 * err_pca2, "with d = 2 the non-linear autoencoder reconstructs the test set better than PCA"
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-plots.latent_scatter(codes_pca2, test.labels, title=f"PCA, 2 components (test MSE {err_pca2:.2f})", ax=axes[0],
-                     classes=test.classes, s=10)
-plots.latent_scatter(codes_ae2, test.labels, title=f"Autoencoder, d = 2 (test MSE {err_ae2:.2f})", ax=axes[1],
-                     classes=test.classes, s=10)
-axes[0].set(xlabel="first principal component", ylabel="second principal component")
-fig.suptitle("Test images in a 2-D code space, coloured by digit class")
-fig.tight_layout()
-plt.show()
+fig = figs.code_planes({"PCA, 2 components": (codes_pca2, err_pca2), "Autoencoder, d = 2": (codes_ae2, err_ae2)}, test)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # How well do the 2-D codes separate the classes? Classify each test code by the majority class of its 10
@@ -512,10 +507,12 @@ with torch.no_grad():
     codes_train = ae.encode(train.images)
     m_codes, S_codes = codes_train.mean(0), torch.cov(codes_train.T)
     kl_codes = 0.5 * (S_codes.trace() + m_codes @ m_codes - LATENT - torch.logdet(S_codes))    # eq. (5), nats
-fig = figs.code_histograms(codes_train, shown=4)
 print(f"KL(N(m, S) || N(0, I)) = {kl_codes:.1f} nats for d = {LATENT}; code means {m_codes.abs().mean():.1f} "
       f"in absolute value, standard deviations {S_codes.diag().sqrt().mean():.1f} (N(0, I): 0 and 1)")
 assert kl_codes > LATENT, "the codes are far from N(0, I): more than 1 nat per latent dimension"
+
+# %% slideshow={"slide_type": "subslide"}
+fig = figs.code_histograms(codes_train, shown=4)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ### Sample the Gaussian fitted to the codes
@@ -564,6 +561,7 @@ def digit_scores(images):
     return probs.max(1).values.mean().item(), -(share * share.clamp_min(1e-12).log()).sum().item()
 
 
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     sets = {"test codes E(x)": ae.encode(test.images), "fitted N(m, S)": z_fitted, "N(0, I)": z_normal}
     nearest = {k: torch.cdist(z, codes_train).min(1).values.median().item() for k, z in sets.items()}
@@ -575,13 +573,15 @@ for k, (c, h) in scores.items():
     print(f"{k:>16}: classifier confidence {c:.2f}, class entropy {h:.2f} nats"
           + (f", median distance to the nearest training code {nearest[k]:.2f}" if k in nearest else ""))
 
-# %% slideshow={"slide_type": "subslide"}
-fig = figs.generator_scores(scores, f"Decoded codes, {N_GEN} draws each (d = {LATENT})")
+# %% slideshow={"slide_type": "skip"}
 assert nearest["fitted N(m, S)"] > 1.3 * nearest["test codes E(x)"], "fitted draws land far from the codes"
 assert confidence["test codes E(x)"] > confidence["fitted N(m, S)"] + 0.05, "their decodings are less digit-like"
 assert confidence["fitted N(m, S)"] > confidence["N(0, I)"] + 0.15, "but far more digit-like than N(0, I) draws"
 assert confidence["fitted N(m, S)"] > confidence["VAE, z ~ N(0, I)"] - pick(0.0, 0.05), "as digit-like as VAE draws"
 assert abs(scores["fitted N(m, S)"][1] - scores["VAE, z ~ N(0, I)"][1]) < 0.1, "as evenly spread over the classes"
+
+# %% slideshow={"slide_type": "subslide"}
+fig = figs.generator_scores(scores, f"Decoded codes, {N_GEN} draws each (d = {LATENT})")
 
 # %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
@@ -653,6 +653,9 @@ with torch.no_grad():
     probs_rec = clf.probs(ae2.reconstruct(test.images))
     freq = torch.bincount(probs_u.argmax(1), minlength=10).float() / N_GEN      # classes the box produces
     grid_images = ae2.generate(figs.box_grid_codes(lo, hi, 15).to(device))
+
+
+# %% slideshow={"slide_type": "subslide"}
 fig = figs.latent_box(codes2, train.labels, u[:300], far[:300], lo, hi, grid_images, train.classes)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -724,9 +727,10 @@ with torch.no_grad():
     direct = ae2.reconstruct(x_test[:1])[0].clamp(0, 1).cpu()
 assert via_widget.shape == train.shape
 assert torch.allclose(via_widget, direct, atol=1e-5), "decoding the code of x gives the reconstruction of x"
-extent = float(codes2.abs().max()) * 1.1
-explorer = latent_plane_explorer(ae2.generate, z=codes2, labels=train.labels, extent=extent, device=device)
-explorer
+
+# %% slideshow={"slide_type": "subslide"}
+latent_plane_explorer(ae2.generate, z=codes2, labels=train.labels, extent=1.1 * float(codes2.abs().max()),
+                      device=device)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Drag the point from the middle of one cluster to another and then far outside. Ask: where would you put a

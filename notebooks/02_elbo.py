@@ -141,10 +141,12 @@ x_data, z_data = tm.sample(N_DATA, P_TRUE, SIGMA, generator=generator)
 xs = torch.linspace(-2, 3, N_GRID)
 components = {r"$(1-p)\,\mathcal{N}(x;0,\sigma^2)$": (1 - P_TRUE) * log_normal(xs, 0.0, SIGMA).exp(),
               r"$p\,\mathcal{N}(x;1,\sigma^2)$": P_TRUE * log_normal(xs, 1.0, SIGMA).exp()}
-fig = figs.evidence(x_data, xs, components, log_evidence(xs, P_TRUE, SIGMA).exp(), x_wide, log_px, naive,
-                            title=f"Toy model, p = {P_TRUE}, σ = {SIGMA}")
 assert abs(x_data.mean().item() - P_TRUE) < 5 * math.sqrt((SIGMA**2 + P_TRUE * (1 - P_TRUE)) / N_DATA), \
     "the mean of x should be p"
+
+# %% slideshow={"slide_type": "subslide"}
+fig = figs.evidence(x_data, xs, components, log_evidence(xs, P_TRUE, SIGMA).exp(), x_wide, log_px, naive,
+                    title=f"Toy model, p = {P_TRUE}, σ = {SIGMA}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The true posterior, by Bayes' rule
@@ -382,9 +384,11 @@ pis = torch.linspace(0, 1, N_GRID)
 bound = elbo(x_obs, pis, P_TRUE, SIGMA)
 log_px_obs = log_evidence(torch.tensor(x_obs), P_TRUE, SIGMA).item()
 pi_star = posterior_z1(torch.tensor(x_obs), P_TRUE, SIGMA).item()
-fig = figs.elbo_curve(pis, bound, log_px_obs, pi_star,
-                              title=f"ELBO of q(z=1|x) = π at x = {x_obs} (p = {P_TRUE}, σ = {SIGMA})")
 assert bound.max() <= log_px_obs + 1e-12 and abs(pis[bound.argmax()] - pi_star) <= 1 / (N_GRID - 1)
+
+# %% slideshow={"slide_type": "subslide"}
+fig = figs.elbo_curve(pis, bound, log_px_obs, pi_star,
+                      title=f"ELBO of q(z=1|x) = π at x = {x_obs} (p = {P_TRUE}, σ = {SIGMA})")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The checks, on a grid of observations (extreme ones included) and of $\pi$:
@@ -542,12 +546,14 @@ curves = {r"average $\log p_\theta(x_i)$": avg_log_lik}
 curves.update({f"bound of EM step {t} (touches at {em_path[t]:.2f})": em_bounds[t] for t in range(3)})
 curves[r"ELBO, best shared $\pi$"] = shared_profile
 paths = {"EM (best q per point)": em_path, "amortised encoder, Adam": amortised_path, r"shared $\pi$, Adam": shared_path}
-fig = figs.objectives(ps, curves, p_mle, paths, P_TRUE)
 for t in range(3):
     i_t = (ps - em_path[t]).abs().argmin()
     assert (em_bounds[t] <= avg_log_lik + 1e-12).all() and abs(em_bounds[t][i_t] - avg_log_lik[i_t]) < 0.01, \
         "each EM bound lies under the log-likelihood and touches it at the current p"
     assert abs(ps[em_bounds[t].argmax()] - em_path[t + 1]) <= 1.0 / (N_P - 1), "its maximum is the next EM iterate"
+
+# %% slideshow={"slide_type": "subslide"}
+fig = figs.objectives(ps, curves, p_mle, paths, P_TRUE)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Left: each dashed curve is the ELBO with q frozen at the posterior of the current p: it lies under the
@@ -627,12 +633,9 @@ assert key_equation(pi=v["p(z=1|x)"], show=False)["KL(q || p(z|x))"] < 1e-12, "a
 # %% slideshow={"slide_type": "subslide"}
 from course_lib.widgets import sliders
 
-try:  # one slider per argument: (min, max, step, start)
-    widget = sliders(key_equation, p=(0.01, 0.99, 0.01, 0.3), sigma=(0.1, 2.0, 0.05, 0.5),
-                     pi=(0.0, 1.0, 0.01, 0.5), x=(-3.0, 4.0, 0.05, 0.8))
-except ImportError:
-    widget = "ipywidgets is not installed: call key_equation(p, sigma, pi, x) with your own values."
-widget
+# one slider per argument: (min, max, step, start)
+sliders(key_equation, p=(0.01, 0.99, 0.01, 0.3), sigma=(0.1, 2.0, 0.05, 0.5), pi=(0.0, 1.0, 0.01, 0.5),
+        x=(-3.0, 4.0, 0.05, 0.8))
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Let a student drive: set pi to the printed p(z=1|x) and watch the KL bar vanish; then move x far right and

@@ -383,6 +383,7 @@ test = lesson_dataset("mnist", "test", device=device)
 test_bin = test.map(binarize_static)
 train_bin = train.map(binarize_static)   # a fixed binarization of the training set, to encode it later
 
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(0)
 vae = VAE(train.shape, latent_dim=LATENT, hidden=HIDDEN)
 untrained = evaluate_terms(vae.to(device), test_bin)
@@ -555,13 +556,15 @@ with torch.no_grad():
     z_path = (1 - t) * vae.encode(x_a).mean + t * vae.encode(x_b).mean
     latent_path = vae.generate(z_path)
     pixel_path = (1 - t[:, :, None, None]) * x_a + t[:, :, None, None] * x_b
-show_images(torch.cat([latent_path, pixel_path]), nrow=10,
-            title=f"Latent interpolation (top) vs pixel cross-fade (bottom): {int(test.labels[ia])} to {int(test.labels[ib])}")
-plt.show()
 assert torch.allclose(latent_path[0], vae.reconstruct(x_a)[0], atol=1e-5)
 assert torch.allclose(latent_path[-1], vae.reconstruct(x_b)[0], atol=1e-5)
 d_b = ((latent_path - x_b) ** 2).sum((1, 2, 3))
 assert d_b[-1] < d_b[0], "the path should end nearer x_b than it starts"
+
+# %% slideshow={"slide_type": "subslide"}
+show_images(torch.cat([latent_path, pixel_path]), nrow=10,
+            title=f"Latent interpolation (top) vs pixel cross-fade (bottom): {int(test.labels[ia])} to {int(test.labels[ib])}")
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 11. A 2-D latent space: the learned manifold
@@ -586,15 +589,8 @@ with torch.no_grad():
     codes2 = vae2.encode(test_bin.images).mean
 
 # %% slideshow={"slide_type": "subslide"}
-
-fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
-latent_scatter(codes2, test.labels, ax=axes[0], classes=test.classes,
-               title="Test codes $\\mu_\\phi(x)$, d = 2, coloured by class")
-quantiles = Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, 15))
-decode_grid(vae2.generate, values=quantiles, device=device, ax=axes[1],
-            title="Decoder on a grid of Gaussian quantiles of $z_1, z_2$")
-fig.tight_layout()
-plt.show()
+quantiles = Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, 15))     # equal prior mass
+fig, axes = figs.codes_and_decoder_figure(codes2, test, vae2.generate, quantiles, device=device)
 
 # %% slideshow={"slide_type": "subslide"}
 h_rec2 = decoder_entropy(vae2.reconstruct(test_bin.images[:400]))
@@ -652,6 +648,7 @@ def kl_full_to_standard_normal(m, cov):
     return 0.5 * (cov.trace() + m @ m - len(m) - torch.logdet(cov))
 
 
+# %% slideshow={"slide_type": "subslide"}
 with torch.no_grad():
     m_agg, cov_agg = aggregated_moments(vae, train_bin.images)
     kl_moment = kl_full_to_standard_normal(m_agg, cov_agg)
@@ -667,11 +664,13 @@ assert 0 < kl_moment < 0.1 * mean_kl_per_example, "the aggregate is much closer 
 with torch.no_grad():
     gen_agg = vae.generate(sample_aggregated_posterior(vae, train_bin.images, 400, generator))
     gen_pri = vae.generate(torch.randn(400, LATENT, generator=generator).to(device))
-figs.aggregate_vs_prior_figure(gen_agg[:20], gen_pri[:20], m_agg, cov_agg.diag())
-plt.show()
 h_agg, h_pri = decoder_entropy(gen_agg).mean(), decoder_entropy(gen_pri).mean()
 print(f"blur (entropy of p(x|z), nats per image): option 1 {h_agg:.1f}, option 2 {h_pri:.1f}")
 assert h_agg < 0.95 * h_pri, "codes drawn from the aggregated posterior decode sharper than prior draws"
+
+# %% slideshow={"slide_type": "subslide"}
+figs.aggregate_vs_prior_figure(gen_agg[:20], gen_pri[:20], m_agg, cov_agg.diag())
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Both options give digits, but option 1 gives sharper ones (asserted with the entropy of section 9b): its codes are
@@ -748,6 +747,8 @@ for name, s in surgery.items():
 # %% slideshow={"slide_type": "subslide"}
 figs.rate_surgery_figure(surgery, log_n)
 plt.show()
+
+# %% slideshow={"slide_type": "skip"}
 for name, s in surgery.items():
     assert abs(s["sum"] - s["rate"]) < 4 * s["se"], f"{name}: the two Monte Carlo terms add up to the rate (5)"
     assert s["mi_max"] <= log_n + 1e-4, "every term of I is at most log N"

@@ -195,16 +195,13 @@ assert neg_elbo[BETAS.index(1.0)] <= neg_elbo.min() + 1.0, f"beta = 1 should (ab
 # Left, test images (top row) and their reconstructions by each model (decoder means); right, decoded prior
 # samples $z \sim p(z)$, the same $z$ in each column.
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 with torch.no_grad():
     recs = {b: m.reconstruct(x_show) for b, m in sweep.items()}
     samples = {b: m.sample(8, generator=make_generator(0)) for b, m in sweep.items()}
-fig, axes = plt.subplots(1, 2, figsize=(13, 0.95 * len(BETAS) + 2))
-show_images(torch.cat([x_show] + [recs[b] for b in BETAS]), nrow=8, ax=axes[0],
-            title="Test images (top), reconstructions,\nβ = " + ", ".join(f"{b:g}" for b in BETAS) + " (rows)")
-show_images(torch.cat([samples[b] for b in BETAS]), nrow=8, ax=axes[1],
-            title="Prior samples, one row per β\n(same z in each column)")
-fig.tight_layout()
+
+# %% slideshow={"slide_type": "subslide"}
+figs.beta_sweep_figure(x_show, recs, samples, BETAS)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -496,15 +493,17 @@ with torch.no_grad():
     dec_samples = [m.sample(8, generator=make_generator(0)).clamp(0, 1) for m in decoders.values()]
     dec_kl = {n: evaluate_terms(m, test)["kl"] for n, m in decoders.items()}
     dec_mse = {n: ((m.reconstruct(test.images) - test.images) ** 2).mean().item() for n, m in decoders.items()}
+for n in decoders:
+    print(f"{n:22s} KL = {dec_kl[n]:6.2f} nats, reconstruction MSE per pixel = {dec_mse[n]:.4f}")
+assert dec_kl["Gaussian, γ = 1"] < 0.25 * dec_kl["Gaussian, learned γ"], "gamma = 1 squeezes the rate"
+assert dec_mse["Gaussian, learned γ"] < 0.7 * dec_mse["Gaussian, γ = 1"], "learning gamma sharpens reconstructions"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.2))
 show_images(torch.cat([test.images[:8]] + dec_recs), nrow=8, ax=axes[0],
             title="Grey test images; reconstructions with γ = 1 / learned γ")
 show_images(torch.cat(dec_samples), nrow=8, ax=axes[1], title="Prior samples (means): γ = 1 / learned γ")
 plt.show()
-for n in decoders:
-    print(f"{n:22s} KL = {dec_kl[n]:6.2f} nats, reconstruction MSE per pixel = {dec_mse[n]:.4f}")
-assert dec_kl["Gaussian, γ = 1"] < 0.25 * dec_kl["Gaussian, learned γ"], "gamma = 1 squeezes the rate"
-assert dec_mse["Gaussian, learned γ"] < 0.7 * dec_mse["Gaussian, γ = 1"], "learning gamma sharpens reconstructions"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # With gamma = 1 the reconstructions are blurred, average-looking digits: the blur of "VAEs with an MSE loss",
@@ -523,7 +522,7 @@ assert dec_mse["Gaussian, learned γ"] < 0.7 * dec_mse["Gaussian, γ = 1"], "lea
 # learning $\gamma$). Plugged back, eq. 3 becomes $\frac k2 \log(2\pi e\, \gamma^{\star 2})$. Check: the learned $\gamma$ is close
 # to the RMSE of the reconstructions it was trained on ($z \sim q_\phi$, training data), and eq. 3 is smallest at $\gamma^\star$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 seed_everything(0)
 with torch.no_grad():
     x_hat_tr = gauss_learned.decode(gauss_learned.encode(train.images).sample()).mean
@@ -534,14 +533,14 @@ with torch.no_grad():
     nll = torch.stack([losses.gaussian_nll(x_hat_tr, train.images, g.log()).mean() for g in gammas])
     nll_star = losses.gaussian_nll(x_hat_tr, train.images, gamma_star.log()).mean()
     kl_tr = losses.gaussian_kl(*gauss_learned.encoder_params(train.images)).mean()
+print(f"learned gamma = {gamma_learned:.4f}, gamma* = {gamma_star.item():.4f}, beta = 2 gamma^2 = {2 * gamma_learned**2:.3f}")
+assert (nll_star <= nll + 1e-3).all(), "eq. 3 should be smallest at gamma* = RMSE"
+assert abs(gamma_learned - gamma_star.item()) < 0.1 * gamma_star.item(), (gamma_learned, gamma_star.item())
+assert torch.allclose(nll_star, 0.5 * K * torch.log(2 * math.pi * math.e * gamma_star ** 2), rtol=1e-4)
 
 # %% slideshow={"slide_type": "subslide"}
 figs.gamma_curve_figure(gammas, nll + kl_tr, gamma_star, gamma_learned)
 plt.show()
-assert (nll_star <= nll + 1e-3).all(), "eq. 3 should be smallest at gamma* = RMSE"
-assert abs(gamma_learned - gamma_star.item()) < 0.1 * gamma_star.item(), (gamma_learned, gamma_star.item())
-assert torch.allclose(nll_star, 0.5 * K * torch.log(2 * math.pi * math.e * gamma_star ** 2), rtol=1e-4)
-print(f"learned gamma = {gamma_learned:.4f}, gamma* = {gamma_star.item():.4f}, beta = 2 gamma^2 = {2 * gamma_learned**2:.3f}")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The learned gamma trails gamma* slightly: gamma* keeps falling as the reconstructions improve, and Adam moves
@@ -817,15 +816,10 @@ assert lo["reconstructions"].shape == (8, *train.shape) and 0 <= hi["samples"].m
 # (best near beta = 1); small beta for reconstructions (lowest distortion).
 
 # %% slideshow={"slide_type": "subslide"}
-try:
-    from ipywidgets import SelectionSlider, interact
+from ipywidgets import SelectionSlider, interact
 
-    def show_beta(beta):
-        beta_panel(beta, show=True)           # draw only: the returned dict would be printed under the figure
-
-    interact(show_beta, beta=SelectionSlider(options=list(BETAS), value=1.0, description="β", continuous_update=False))
-except ImportError:
-    print("ipywidgets is not installed: call beta_panel(beta) with one of", BETAS)
+slider = SelectionSlider(options=list(BETAS), value=1.0, description="β", continuous_update=False)
+interact(lambda beta: beta_panel(beta) and None, beta=slider)     # "and None": draw the panel, print nothing
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary

@@ -483,7 +483,6 @@ assert diff_is.min() > 0, "the IS prefers the means, on every repeat"
 # %% slideshow={"slide_type": "subslide"}
 fig, axes = figs.image_sets_figure(sets, {n: (fid_of[n].mean(), is_of[n].mean()) for n in fid_of},
                                    errors={n: (fid_of[n].std(), is_of[n].std()) for n in fid_of})
-plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Reconstructions use the encoder's information about a real image and land between real images and
@@ -510,6 +509,7 @@ gen, real = spread["VAE means"], spread["real training digits"]
 rel = {n: float(gen[n].std() / gen[n].mean()) for n in FID_SIZES}
 c = sum(rel[n] / math.sqrt(n) for n in FID_SIZES) / sum(1 / n for n in FID_SIZES)  # least squares: rel = c/sqrt(n)
 n_2pc = math.ceil((c / 0.02) ** 2)
+se = lambda v: float(v.std() / math.sqrt(len(v)))  # noqa: E731  (standard error of a mean over draws)
 for n in FID_SIZES:
     print(f"n = {n:4d}: samples {gen[n].mean():6.1f} ± {gen[n].std():5.1f} ({100 * rel[n]:.1f} %, "
           f"range {gen[n].min():.0f}-{gen[n].max():.0f}); real {real[n].mean():5.1f} ± {real[n].std():4.1f}")
@@ -524,7 +524,6 @@ print(f"std/mean ~ {c:.2f}/sqrt(n): a 2 % standard deviation needs n ~ {n_2pc} s
 assert all(0.6 < rel[n] * math.sqrt(n) / c < 1.6 for n in FID_SIZES), "the spread shrinks like 1/sqrt(n)"
 assert gen[200].max() - gen[200].min() > 0.10 * gen[200].mean(), "two draws of 200 images can differ by > 10 %"
 assert 300 <= n_2pc <= 5000, "a stable FID (2 % spread) needs several hundred to thousands of samples here"
-se = lambda v: float(v.std() / math.sqrt(len(v)))  # noqa: E731  (standard error of a mean over draws)
 assert gen[50].mean() - gen[1000].mean() > 2 * math.hypot(se(gen[50]), se(gen[1000])), "biased upwards at small n"
 assert real[50].mean() > 5 * real[1000].mean(), "real vs real: the FID falls roughly as 1/n, far from 0 at n = 50"
 
@@ -564,6 +563,8 @@ for name, by_n in kid_spread.items():
     assert abs(drift) < 3 * math.hypot(se(by_n[50]), se(by_n[1000])), f"{name}: the KID's mean does not move with n"
 assert kid_gen[1000].mean() - kid_real[1000].mean() > 5 * math.hypot(se(kid_gen[1000]), se(kid_real[1000])), \
     "the KID still separates the VAE's means from real digits"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = figs.kid_bias_figure(spread, kid_spread)
 plt.show()
 
@@ -635,6 +636,8 @@ assert grey_real < at[2.5]["grey"] and spread_real > at[2.5]["spread"], "still g
 assert gap_(2.0, 0.5, "recall") > 3 and gap_(3.0, 1.0, "recall") > 3, "recall rises with T: low T covers little"
 best_T = min(nll_T, key=lambda t: nll_T[t][0])
 assert 0.75 <= best_T <= 1.25 and nll_T[2.5][0] > nll_T[1.0][0] + 10, "the likelihood prefers T ~ 1, by > 10 nats"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = figs.temperature_figure(curve, nll_T)
 plt.show()
 
@@ -668,7 +671,7 @@ plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
 def show_temperature(T=1.0):
-    """32 decoder means at z ~ N(0, T^2 I), with their FID-digits and IS-digits against the reference."""
+    """32 decoder means at z ~ N(0, T^2 I), with their FID-digits and IS-digits."""
     with torch.no_grad():
         x = vae.decode(T * z_T[0]).mean
     fid_t, is_t = ev.fid(ref_features, ev.features_of(x, classifier)), ev.inception_score(x, classifier=classifier)

@@ -32,12 +32,12 @@ from torch.distributions import Normal
 
 from course_lib import evaluate as ev
 from course_lib.classifier import get_classifier
-from course_lib.figures.cvae import (accuracy_bars, class_mixer, completion_grid, mixing_row, prior_hole_figure,
-                                     score_table, split_halves)
+from course_lib.figures.cvae import (accuracy_bars, class_grids, class_mixer, completion_grid, mixing_row,
+                                     prior_hole_figure, score_table, split_halves)
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.models import CVAE, VAE
 from course_lib.models.cvae import DeterministicPredictor, soft_label
-from course_lib.plots import decode_grid, latent_scatter, show_images
+from course_lib.plots import latent_scatters, show_images
 from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
 from course_lib.train import fit
 
@@ -245,10 +245,7 @@ plt.show()
 
 # %% slideshow={"slide_type": "subslide"}
 quantiles = Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 9))
-fig, axes = plt.subplots(1, 2, figsize=(12, 6))
-for ax, c in zip(axes, (2, 7)):
-    decode_grid(lambda zz, c=c: cvae.generate(zz, torch.full((len(zz),), c, device=device)), values=quantiles,
-                device=device, ax=ax, title=f"y = {c}, z on a 9 x 9 grid")
+fig, axes = class_grids(cvae.generate, (2, 7), quantiles, device=device)     # cvae.generate(z, y) on each grid
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -287,11 +284,8 @@ assert share_c < 0.5 * share_v, "the VAE's z holds the class much more than the 
 # though the 1s still sit off-centre (section 8 comes back to them).
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
-latent_scatter(codes_c, test.labels, ax=axes[0], s=8, title=f"CVAE codes: the class explains {share_c:.0%}")
-latent_scatter(codes_v, test.labels, ax=axes[1], s=8, title=f"VAE codes: the class explains {share_v:.0%}")
-fig.tight_layout()
-plt.show()
+fig, axes = latent_scatters({f"CVAE codes: the class explains {share_c:.0%}": codes_c,
+                             f"VAE codes: the class explains {share_v:.0%}": codes_v}, test.labels)
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # This is the quantitative version of the grid: once y is an input, the KL term makes it wasteful to copy the class
@@ -314,13 +308,15 @@ pairs = [(4, 9), (1, 7), (3, 8)]
 with torch.no_grad():
     rows = [mixing_row(cvae.generate, z_fixed[3], a, b, ts) for a, b in pairs]
     p_b = torch.stack([classifier.probs(r)[:, b] for r, (a, b) in zip(rows, pairs)])
-show_images(torch.cat(rows), nrow=len(ts), title="From class a (left) to class b (right): 4 to 9, 1 to 7, 3 to 8")
-plt.show()
 for (a, b), r in zip(pairs, rows):
     hard = cvae.generate(z_fixed[3:4].expand(2, -1), torch.tensor([a, b], device=device))
     assert torch.allclose(r[[0, -1]], hard, atol=1e-6), "the ends of the slider are the hard labels"
 print("classifier's p(b) along t:", [[round(float(p), 2) for p in row[::2]] for row in p_b])
 assert (p_b[:, -1] > p_b[:, 0] + 0.5).all(), "the classifier moves from a to b"
+
+# %% slideshow={"slide_type": "subslide"}
+show_images(torch.cat(rows), nrow=len(ts), title="From class a (left) to class b (right): 4 to 9, 1 to 7, 3 to 8")
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Try it**: pick two classes and move the mixing slider (three codes $z$ at once, the classifier's verdict in the
@@ -370,8 +366,10 @@ with torch.no_grad():
     entropy = -(torch.xlogy(blur, blur) + torch.xlogy(1 - blur, 1 - blur)).sum((1, 2, 3))
     pick6 = entropy.argsort(descending=True)[:6]
     draws = torch.stack([half_cvae.sample(5, upper_te[i].expand(5, -1, -1, -1)) for i in pick6])
-completion_grid(upper_te[pick6], lower_te[pick6], blur[pick6], draws, title="truth | deterministic | 5 CVAE completions")
-plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
+ax = completion_grid(upper_te[pick6], lower_te[pick6], blur[pick6], draws,
+                     title="truth | deterministic | 5 CVAE completions")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The completions shown are decoder **means** (one per $z$), so they are grey where the CVAE is unsure, like the
@@ -514,10 +512,8 @@ print(f"class {weak}: mean posterior code ({centre[0]:.2f}, {centre[1]:.2f}), |m
 assert from_post.float().mean() > acc[0, weak] + 0.05, "its own posterior codes decode to the class far more often"
 
 # %% slideshow={"slide_type": "subslide"}
-fig, ax = plt.subplots(figsize=(6.5, 5.5))
-prior_hole_figure(codes_all.cpu(), test_bin.labels.cpu(), weak, ax=ax,
-                  title=f"CVAE posterior means: class {weak} against N(0, I)")
-plt.show()
+ax = prior_hole_figure(codes_all.cpu(), test_bin.labels.cpu(), weak,
+                       title=f"CVAE posterior means: class {weak} against N(0, I)")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The circles are the 1, 2 and 3 standard-deviation contours of N(0, I); the highlighted codes are the class's own
@@ -562,6 +558,8 @@ print(f"weakest class per seed: N(0, I) {', '.join(f'{a:.0%}' for a in acc.min(1
       f"N(m_y, I) {', '.join(f'{a:.0%}' for a in acc_learned.min(1).values)}")
 assert gain.mean() > 2 * gain.std() / math.sqrt(len(gain)) and gain.min() > -0.01, \
     "the learned prior raises the accuracy, by more than twice the standard error of the per-seed gain"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(14, 4.2), sharey=True)
 accuracy_bars(acc, ax=axes[0], title="p(z | y) = N(0, I)")
 accuracy_bars(acc_learned, ax=axes[1], title="learned p(z | y) = N(m_y, I)")

@@ -250,13 +250,15 @@ assert math.isclose(trained["neg_elbo"], trained["recon"] + 49 * math.log(K), re
 with torch.no_grad():
     indices = vqvae.encode_indices(test_bin.images)          # (N, 7, 7) integers
     recons = vqvae.decode_indices(indices)                   # pixel probabilities
+assert indices.shape == (len(test), 7, 7) and indices.dtype == torch.int64
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 2.4]})
 show_code_grid(indices[0], ax=axes[0], title=f"The 49 indices of a test '{int(test.labels[0])}'")
 show_images(torch.cat([test.images[:N_SHOW], recons[:N_SHOW]]), nrow=N_SHOW, ax=axes[1],
             title="Test digits (top), decoded from their 7x7 code grids (bottom)")
 fig.tight_layout()
 plt.show()
-assert indices.shape == (len(test), 7, 7) and indices.dtype == torch.int64
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Are the reconstructions still the same digits? The course classifier (lesson 5, trained on real digits) reads
@@ -420,14 +422,16 @@ for name in ("restarts", "EMA + restarts"):   # dead codes summed over epochs 2 
     assert sum(health[name][1]["dead_codes"][1:]) < sum(hist_bare["dead_codes"][1:]) / 4, f"{name}: few dead codes"
 
 # %% slideshow={"slide_type": "subslide"}
+top4 = {name: (c.sort(descending=True).values[:4].sum() / c.sum()).item() for name, c in usage.items()}
+print("share of the test positions taken by the 4 most used codes:", {k: f"{v:.0%}" for k, v in top4.items()})
+assert top4["no remedy"] > top4["EMA + restarts"], "without remedies a few codes take more of the positions"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
 for ax, (name, counts_run), color in zip(axes, usage.items(), (C["orange"], C["sky"], C["blue"])):
     usage_histogram(counts_run, ax=ax, color=color, title=f"{name}: perplexity {ppls[name]:.1f} of {K}")
 fig.tight_layout()
 plt.show()
-top4 = {name: (c.sort(descending=True).values[:4].sum() / c.sum()).item() for name, c in usage.items()}
-print("share of the test positions taken by the 4 most used codes:", {k: f"{v:.0%}" for k, v in top4.items()})
-assert top4["no remedy"] > top4["EMA + restarts"], "without remedies a few codes take more of the positions"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # Without remedies, the first steps send every position to the one or two codes nearest the encoder's initial
@@ -524,19 +528,19 @@ empty = vqvae.decode_indices(torch.full((1, 7, 7), background, device=device))
 context = indices[0].expand(K, 7, 7).clone()                          # the first test digit's grid, K times
 context[:, 3, 3] = torch.arange(K)                                    # code k at the centre cell
 in_context = vqvae.decode_indices(context)[:, :, 8:20, 8:20]          # centre cell +- one cell: pixels 8..19
-
-# %% slideshow={"slide_type": "subslide"}
 patches = code_patches(test_bin.images, indices, K, context=1)          # (K, 1, 12, 12)
-fig, axes = plt.subplots(2, 1, figsize=(13, 4.6))
-show_images(in_context, nrow=16, ax=axes[0], title=f"Code k at the centre of the first test digit's grid (k = 0..15, 16..31)")
-show_images(patches, nrow=16, ax=axes[1], title="Mean 12x12 test patch around the positions using code k")
-fig.tight_layout()
-plt.show()
 differs = int(((in_context - recons[0, :, 8:20, 8:20]).abs().flatten(1).amax(1) > 0.3).sum())
 print(f"a grid of code {background} alone: max pixel {float(empty.max()):.2f}; codes that change the crop by more "
       f"than 0.3 somewhere: {differs} of {K}")
 assert empty.max() < 0.2, f"a grid of the most used code alone decodes to an empty image: the background code"
 assert differs >= K / 4, "in a context, many codes draw something different"
+
+# %% slideshow={"slide_type": "subslide"}
+fig, axes = plt.subplots(2, 1, figsize=(13, 4.1))
+show_images(in_context, nrow=16, ax=axes[0], title=f"Code k at the centre of the first test digit's grid (k = 0..15, 16..31)")
+show_images(patches, nrow=16, ax=axes[1], title="Mean 12x12 test patch around the positions using code k")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # In the same neighbourhood, the centre code decides what passes through its cell: some codes carry the stroke
@@ -555,6 +559,8 @@ changed = (vqvae.decode_indices(edited[None]) - recons[:1]).abs().squeeze()
 outside = torch.ones_like(changed, dtype=torch.bool)
 outside[4:24, 4:24] = False                                         # within 2 cells of the edited one
 assert changed[outside].max() < 1e-6 and changed.max() > 0.1, "one index changes the image near its cell only"
+
+# %% slideshow={"slide_type": "subslide"}
 code_grid_editor(vqvae, indices[0].cpu(), patches=patches.cpu())
 
 # %% [markdown] slideshow={"slide_type": "notes"}

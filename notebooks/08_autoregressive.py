@@ -288,6 +288,7 @@ def train_and_score(name, model, epochs, lr, batch_size):
           f"{history.epochs} epochs, {results[name]['seconds']:.1f} s{' (loaded)' if history.loaded else ''}")
 
 
+# %% slideshow={"slide_type": "subslide"}
 train_and_score("FVSBN", fvsbn, FVSBN_EPOCHS, lr=1e-2, batch_size=64)
 assert results["FVSBN"]["nll"] < D * math.log(2) / 2, "far below the 543 nats of a coin flip per pixel"
 
@@ -380,14 +381,16 @@ assert (torch.triu(paths) == 0).all(), "no path from x_j to x̂_d unless j < d"
 # %% slideshow={"slide_type": "subslide"}
 m_in_rev, m_hidden_rev = made_numbers(D_toy, (6,), order=[3, 1, 0, 2], seed=2)
 toy_rev = MADE(D_toy, (6,), order=[3, 1, 0, 2], seed=2)
+jac = torch.autograd.functional.jacobian(lambda v: toy_rev(v)[0], torch.rand(1, D_toy))[:, 0]
+before = m_in_rev[None, :] < m_in_rev[:, None]
+assert (jac[~before] == 0).all(), "by gradients: x̂_d only depends on inputs earlier in the ordering"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
 made_graph(axes[0], m_in, [m_h], [M_W, M_V], "order x1, x2, x3, x4")
 made_graph(axes[1], m_in_rev, m_hidden_rev, toy_rev.masks, "order x4, x2, x1, x3 (m(d) = position)")
 fig.tight_layout()
 plt.show()
-jac = torch.autograd.functional.jacobian(lambda v: toy_rev(v)[0], torch.rand(1, D_toy))[:, 0]
-before = m_in_rev[None, :] < m_in_rev[:, None]
-assert (jac[~before] == 0).all(), "by gradients: x̂_d only depends on inputs earlier in the ordering"
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # One pass of MADE gives all D conditionals, at the cost of an ordinary autoencoder. On the digits (random
@@ -501,11 +504,13 @@ print(inspect.getsource(GatedBlock.forward))
 # Same question to autograd: the gated network sees every previous pixel in its (growing) window: no blind spot.
 
 # %% slideshow={"slide_type": "subslide"}
-fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
 show_field(axes[0], pic_plain, "PixelCNN, 1 + 4 masked 3x3 layers")
 show_field(axes[1], pic_gated, "gated PixelCNN, 5 layers")
 fig.suptitle("Receptive field of the black pixel: blue = seen, red = blind spot, grey = out of reach")
 plt.show()
+
+# %% slideshow={"slide_type": "skip"}
 assert not (pic_gated == 2).any(), "no previous pixel of the gated field's window is unseen"
 assert (pic_gated[:PIXEL[0], PIXEL[1] + 1:] == 3).any(), "and it sees above-right"
 
@@ -561,10 +566,12 @@ assert len(frames) == 6 and t_ar > 50 * t_vae
 # The canvas of each sample (one per row) after 0, 1/8, 1/4, 1/2, 3/4 and all of the pixels:
 
 # %% slideshow={"slide_type": "subslide"}
-strip = torch.stack(frames, dim=1)[:4].reshape(-1, 1, 28, 28)     # 4 images, each with its 6 stages in a row
+strip = torch.stack(frames, dim=1)[:4].reshape(-1, 1, 28, 28)     # 4 images, 6 stages each
 show_images(strip, nrow=len(frames), title="drawn pixel by pixel: 0, 1/8, 1/4, 1/2, 3/4, all of the pixels")
 plt.gcf().set_size_inches(7.5, 5)
 plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
 clf = get_classifier(grey.name, device=device)                    # the course classifier (lesson 5)
 with torch.no_grad():
     sure = {name: (clf.probs(x).max(-1).values > 0.9).float().mean().item()
@@ -611,6 +618,7 @@ def show_table():
                   formats={"train s": "{:.1f}", "test NLL": "{:.1f}"}))
 
 
+# %% slideshow={"slide_type": "subslide"}
 show_table()
 assert all(r["nll"] < D * math.log(2) for r in results.values()), "all far better than a coin flip per pixel"
 if QUICK:
@@ -705,13 +713,15 @@ with torch.no_grad():
     images_prior, images_indep = vq.decode_indices(grids_prior), vq.decode_indices(grids_indep.view(-1, 7, 7).to(device))
     test_features = features_of(test_grey.images, clf)                            # the reference set, once
     fid_prior, fid_indep = (fid(test_features, features_of(x, clf)) for x in (images_prior, images_indep))
+print(f"FID-digits of {N_GRIDS} decoded samples against the test digits: independent codes {fid_indep:.0f}, "
+      f"PixelCNN prior {fid_prior:.0f}")
+assert fid_prior < fid_indep / 3, "the prior's samples are far closer to real digits"
+
+# %% slideshow={"slide_type": "subslide"}
 fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
 show_images(images_indep[:20], nrow=10, ax=axes[0], title=f"independent codes: FID-digits {fid_indep:.0f}")
 show_images(images_prior[:20], nrow=10, ax=axes[1], title=f"PixelCNN prior: FID-digits {fid_prior:.0f}")
 plt.show()
-print(f"FID-digits of {N_GRIDS} decoded samples against the test digits: independent codes {fid_indep:.0f}, "
-      f"PixelCNN prior {fid_prior:.0f}")
-assert fid_prior < fid_indep / 3, "the prior's samples are far closer to real digits"
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The VQ-VAE's decoder was always able to draw digits; what was missing is a distribution over code grids that
@@ -740,6 +750,8 @@ with torch.no_grad():
     moved = (transformer(later) - transformer(codes_test[:2])).abs().amax((0, 1)).flatten()
 results["VQ-VAE + Transformer prior"] = dict(nll=recon_test + nll_tf, params=vq_params + effective_parameters(transformer),
                                              seconds=vq_seconds + train_seconds(tf_history, tf_cpu))
+
+# %% slideshow={"slide_type": "subslide"}
 print(f"test code NLL: PixelCNN prior {nll_prior:.1f}, Transformer prior {nll_tf:.1f} nats per grid")
 show_table()
 assert moved[:-1].max() < 1e-4, "causal: no conditional reads a later code"

@@ -206,7 +206,6 @@ def distance_to_manifold(x):
 
 
 # %% slideshow={"slide_type": "subslide"}
-show_latents(codes, samples, theta_grid)
 stats = {name: winding(codes[name]) for name in toy}
 for name, (w, same) in stats.items():
     print(f"{name}: winding number {w:+.2f}, {same:.0%} of the steps turn the same way")
@@ -215,6 +214,9 @@ ring = float(codes["N-VAE"].norm(dim=1).min())
 prior_in_hole = float((torch.randn(N_MC, 2, generator=generator).norm(dim=1) < 0.7 * ring).float().mean())
 print(f"N-VAE: the codes keep out of |z| < {0.7 * ring:.2f}, where the prior puts {prior_in_hole:.0%} of its mass")
 assert prior_in_hole > 0.15
+
+# %% slideshow={"slide_type": "subslide"}
+show_latents(codes, samples, theta_grid)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Colour = the true angle. With $\beta = 1$ all three encoders keep the circle's order (winding number $\pm1$,
@@ -245,11 +247,13 @@ for name, model in toy8.items():
         codes8[name], samples8[name] = (q.mean if name == "N-VAE" else q.loc), q.sample()
 
 # %% slideshow={"slide_type": "subslide"}
-show_latents(codes8, samples8, theta_grid, r", $\beta$ = 8")
 overlap = {name: opposite_neighbours(samples8[name], theta_grid) for name in toy8}
 in_hole = float((samples8["N-VAE"].norm(dim=1) < 0.7 * codes8["N-VAE"].norm(dim=1).min()).float().mean())
 print(f"codes whose nearest neighbour is from the opposite half: {overlap}; N-VAE samples inside the ring: {in_hole:.0%}")
 assert overlap["N-VAE"] > 2 * overlap["S-VAE"] and in_hole > 0.05
+
+# %% slideshow={"slide_type": "subslide"}
+show_latents(codes8, samples8, theta_grid, r", $\beta$ = 8")
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # The paper's Fig. 1 shows the N-VAE failing outright; in this small run it fails in the two ways the seed describes,
@@ -291,6 +295,8 @@ dens = vmf_log_prob(circle, mu2, k2).exp()
 assert abs(float(dens.mean() * 2 * math.pi) - 1) < 1e-9, "the density integrates to 1 on the circle"
 vm = torch.distributions.VonMises(torch.atan2(mu2[1], mu2[0]), k2)
 assert torch.allclose(dens.log(), vm.log_prob(angles), atol=1e-6), "on S^1 the vMF is the von Mises distribution"
+
+# %% slideshow={"slide_type": "subslide"}
 q5 = VonMisesFisher(F.normalize(torch.ones(1, 5, dtype=torch.float64), dim=-1), torch.tensor([3.0], dtype=torch.float64))
 zq = q5.sample((N_MC,))
 log_ratio = q5.log_prob(zq) - HypersphericalUniform(5, dtype=torch.float64).log_prob(zq)
@@ -412,13 +418,15 @@ alpha = torch.exp((m - 1) * torch.log(t) - t + d)
 envelope = target / alpha                                                                   # M r(w)
 
 # %% slideshow={"slide_type": "subslide"}
-plot_envelope(w, target, envelope, f"m = {m}, κ = {float(kappa):g}: target density and Wood's envelope")
 M, rate_mc = float(torch.trapezoid(envelope, w)), wood_acceptance_rate(m, float(kappa), n=N_MC, generator=generator)
 print(f"M = {M:.4f}: acceptance rate 1/M = {1 / M:.4f}, measured on {N_MC} proposals {rate_mc:.4f}")
 assert abs(float(d) - ((m - 1) - (m - 1) * math.log(m - 1))) < 1e-9 and 0.999 < float(alpha.max()) <= 1 + 1e-12
 assert 0.15 < 1 - 1 / M < 0.17, "16 % of the proposals are rejected"
 assert float((envelope / r).std() / (envelope / r).mean()) < 1e-6, "p(w) / alpha(w) is a multiple of the proposal r(w)"
 assert abs(rate_mc - 1 / M) < 4 * math.sqrt(rate_mc * (1 - rate_mc) / N_MC), "1/M is the acceptance rate"
+
+# %% slideshow={"slide_type": "subslide"}
+plot_envelope(w, target, envelope, f"m = {m}, κ = {float(kappa):g}: target density and Wood's envelope")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Acceptance rate** of the envelope against $m$ and $\kappa$ (measured on 5,000 proposals each): never below about
@@ -479,6 +487,8 @@ for (m, kappa, p), (_, _, exact, gi, si, gp, spw) in zip(points, table):
           f"    {gp - exact:+.5f} ({(gp - exact) / exact:+.0%})")
     assert abs(gi - exact) < 4 * si, "the implicit gradient is unbiased"
     assert (gp - exact) * (1 if p == 2 else -1) > 3 * spw, "pathwise only: too small for f = w, too large for f = w^2"
+
+# %% slideshow={"slide_type": "subslide"}
 plot_gradient_bias(table, [f"{'w' if p == 1 else 'w²'}, m={m}, κ={k:g}" for m, k, p in points])
 
 # %% [markdown] slideshow={"slide_type": "notes"}
@@ -554,8 +564,10 @@ with torch.no_grad():
     x_show, y_show = test_bin.images[:N_TEST], test_bin.labels[:N_TEST].cpu()
     z_n = mnist_models["N-VAE", 2].encode(x_show).mean.cpu()
     z_s = mnist_models["S-VAE", 2].encode(x_show).loc.cpu()
-plot_mnist_latents(z_n, z_s, y_show)     # S-VAE panel: radius 1 + 0.06 x class, for visibility only
 assert torch.allclose(z_s.norm(dim=1), torch.ones(len(z_s)), atol=1e-5)
+
+# %% slideshow={"slide_type": "subslide"}
+plot_mnist_latents(z_n, z_s, y_show)     # S-VAE panel: radius 1 + 0.06 x class, for visibility only
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **A walk around $\mathcal{S}^1$.** The $d = 2$ S-VAE's prior is the circle: decode 16 points

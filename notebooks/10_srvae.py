@@ -115,6 +115,8 @@ assert torch.allclose(losses.gaussian_nll(x_hat, x, log_gamma), reference, rtol=
 y = downscale(test.images[:8], FACTOR)              # F.avg_pool2d(x, 4)
 assert y.shape == (8, 1, 7, 7)
 assert torch.allclose(y, test.images[:8].reshape(8, 1, 7, 4, 7, 4).mean(dim=(3, 5))), "block averages"
+
+# %% slideshow={"slide_type": "subslide"}
 figs.show_rows({"x (28x28)": test.images[:8], "y = d(x) (7x7)": figs.blow_up(y, (28, 28)),
                 "y = d(x) (14x14)": figs.blow_up(downscale(test.images[:8], 2), (28, 28))},
                title="Test digits and their deterministic low-resolution copies")
@@ -177,11 +179,11 @@ plt.show()
 #  + \underbrace{\mathbb{E}_{q(u \mid y)}\log p(y \mid u)}_{\text{low resolution}} \\
 #  & - \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big)
 #  - \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \qquad (15)$$
-#
-# Two Gaussian decoders (eq. 16), each with its own **learned** deviation:
-# $p(x \mid y, z) = \mathcal{N}(\hat x(y, z), \gamma_1^2 I)$ and $p(y \mid u) = \mathcal{N}(\hat y(u), \gamma_2^2 I)$; so (eq. 17-19)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
+# Two Gaussian decoders (eq. 16), each with its own **learned** deviation:
+# $p(x \mid y, z) = \mathcal{N}(\hat x(y, z), \gamma_1^2 I)$ and $p(y \mid u) = \mathcal{N}(\hat y(u), \gamma_2^2 I)$; so (eq. 17-19)
+#
 # $$\begin{aligned}-\mathrm{ELBO} = {}& k_x\log\gamma_1 + \mathbb{E}\frac{\|x - \hat x\|^2}{2\gamma_1^2}
 #  + k_y\log\gamma_2 + \mathbb{E}\frac{\|y - \hat y\|^2}{2\gamma_2^2} \\
 #  & + \mathrm{KL}\big(q(u \mid y)\,\|\,p(u)\big) + \mathbb{E}_{q(u \mid y)}\mathrm{KL}\big(q(z \mid x)\,\|\,p(z \mid y, u)\big)\end{aligned} \qquad (19)$$
@@ -360,12 +362,14 @@ assert (bound - exact)[30] < (bound - exact)[45], "the gap is smallest between t
 
 # %% slideshow={"slide_type": "subslide"}
 tight = kl_mixture_tight_bound(q, two)
-figs.plot_kl_bound_1d(ms, exact, bound, means, title="KL from N(m, 0.5²) to 0.5 N(-3, 1) + 0.5 N(3, 1)", tight=tight)
-plt.show()
 print(f"largest gap to the KL: tighter bound {(tight - exact).max():.2f} nats, convexity bound {(bound - exact).max():.2f} nats")
 assert (tight >= exact - 1e-4).all() and (tight <= bound + 1e-6).all(), "KL <= tighter bound <= convexity bound"
 assert (tight - exact).max() < 0.71 and (bound - exact).max() > 17, "the tighter bound: 0.7 nats at most; the other 17"
 assert abs(float(ms[(tight - exact).argmax()])) < 0.5, "the tighter bound's largest gap is midway between the components"
+
+# %% slideshow={"slide_type": "subslide"}
+figs.plot_kl_bound_1d(ms, exact, bound, means, title="KL from N(m, 0.5²) to 0.5 N(-3, 1) + 0.5 N(3, 1)", tight=tight)
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Training with the mixture prior: two bounds or Monte Carlo, and a control
@@ -466,11 +470,12 @@ assert agree < 0.25, f"the detail stage should respect its low-resolution image:
 x_true, y_low = test.images[:10], downscale(test.images[:10], FACTOR)
 sr = model.super_resolve(y_low, n=3)                                 # (3, 10, 1, 28, 28)
 up = F.interpolate(y_low, size=(28, 28), mode="bilinear", align_corners=False)
-figs.show_rows({"x (truth)": x_true, "y (7x7)": figs.blow_up(y_low, (28, 28)), "bilinear": up,
-                "SR sample 1": sr[0], "SR sample 2": sr[1], "SR sample 3": sr[2]},
-               title="Super-resolution of test digits from their 7x7 copies")
-plt.show()
 assert (sr[0] - sr[1]).abs().mean() > 1e-3, "two super-resolutions of one y differ"
+rows = {"x (truth)": x_true, "y (7x7)": figs.blow_up(y_low, (28, 28)), "bilinear": up,
+        "SR sample 1": sr[0], "SR sample 2": sr[1], "SR sample 3": sr[2]}
+
+# %% slideshow={"slide_type": "subslide"}
+fig, ax = figs.show_rows(rows, title="Super-resolution of test digits from their 7x7 copies")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Does the super-resolved digit keep its identity? The course classifier (97-98 % on real test digits) reads
@@ -525,14 +530,16 @@ print(" | ".join(f"{k}: {v:.1f}" for k, v in fids.items()))
 MEASURED = pick(True, False)   # the comparisons below were measured over course seeds 0-4 in quick mode (full: not)
 
 # %% slideshow={"slide_type": "subslide"}
-figs.show_rows({f"{k} (FID {fids[k]:.0f})": v[:12] for k, v in samples.items()},
-               title="Prior samples (decoder means), FID-digits in brackets")
-plt.show()
 assert fids["real train digits"] < min(fids[k] for k in samples), "real digits beat every model"
 assert max(fids[labels[k]] for k in labels) < fids["one-stage VAE"] - pick(50, 0), "two stages: samples closer to the data"
 if MEASURED:
     assert fids["SR-VAE (bound)"] > fids["SR-VAE, N(0, I)"], "the convexity bound does worse than no mixture"
     assert max(fids["SR-VAE (MC)"], fids["SR-VAE (tighter)"]) < fids["SR-VAE, N(0, I)"], "MC / tighter: better than none"
+
+# %% slideshow={"slide_type": "subslide"}
+figs.show_rows({f"{k} (FID {fids[k]:.0f})": v[:12] for k, v in samples.items()},
+               title="Prior samples (decoder means), FID-digits in brackets")
+plt.show()
 
 # %% [markdown] slideshow={"slide_type": "notes"}
 # All the VAEs are far from real digits at this budget (blurry means), but every two-stage model is clearly closer
@@ -573,7 +580,6 @@ for name in ("mc", "bound"):
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
 for ax, name in zip(axes, decoded):
     figs.show_components(list(decoded[name]), row_weights[name], orders[name], title=f"trained with kl_u = '{name}'", ax=ax)
-plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Same noise in every row: rows that look alike are components that sit on top of each other. The
