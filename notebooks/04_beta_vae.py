@@ -816,10 +816,10 @@ assert lo["reconstructions"].shape == (8, *train.shape) and 0 <= hi["samples"].m
 # (best near beta = 1); small beta for reconstructions (lowest distortion).
 
 # %% slideshow={"slide_type": "subslide"}
-from ipywidgets import SelectionSlider, interact
+from ipywidgets import SelectionSlider, interactive
 
 slider = SelectionSlider(options=list(BETAS), value=1.0, description="β", continuous_update=False)
-interact(lambda beta: beta_panel(beta) and None, beta=slider)     # "and None": draw the panel, print nothing
+interactive(lambda beta: beta_panel(beta) and None, beta=slider)     # "and None": print nothing
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
