@@ -13,7 +13,7 @@
 # **You need** PyTorch basics (tensors, `nn.Module`, autograd); what gradient descent does.
 #
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
-# default without a GPU, 34 s for this notebook from a fresh kernel, 4 s for its exercise notebook. Full mode on a
+# default without a GPU, 36 s for this notebook from a fresh kernel, 4 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}

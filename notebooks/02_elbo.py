@@ -15,7 +15,7 @@
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
-# default without a GPU, 8 s for this notebook from a fresh kernel, 2 s for its exercise notebook. Full mode on a GPU:
+# default without a GPU, 6 s for this notebook from a fresh kernel, 3 s for its exercise notebook. Full mode on a GPU:
 # not measured. Trained models are cached as checkpoints: a second run loads them.
 #
 # **Units** every log-likelihood, ELBO and KL is in **nats per example** (natural log, one value per $x$,

@@ -19,7 +19,7 @@
 # **You need** lesson 2 (the ELBO) and lesson 3 (the VAE: encoder, decoder, reparameterization, `course_lib.models.VAE`).
 #
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
-# default without a GPU, 50 s for this notebook from a fresh kernel, 2 s for its exercise notebook. Full mode on a
+# default without a GPU, 50 s for this notebook from a fresh kernel, 3 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them. Full mode on this CPU was not
 # run to the end: its first model alone took about 4 CPU minutes (an hour estimated for the lesson).
 #

@@ -16,7 +16,7 @@
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
-# default without a GPU, 43 s for this notebook from a fresh kernel, 5 s for its exercise notebook. Full mode on a
+# default without a GPU, 41 s for this notebook from a fresh kernel, 5 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
 #
 # **Units** log-likelihoods, ELBOs, NLLs and gaps are in **nats per example**: summed over the 784 pixels

@@ -15,7 +15,7 @@
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
-# default without a GPU, 52 s for this notebook from a fresh kernel, 9 s for its exercise notebook. Full mode on a
+# default without a GPU, 50 s for this notebook from a fresh kernel, 10 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
 #
 # **Units** losses and negative log-likelihoods in **nats per example** (summed over pixels and latent dimensions,

@@ -19,7 +19,7 @@
 # **You need** lesson 5 (the IWAE NLL) and lesson 7 (the VQ-VAE and its code grids).
 #
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
-# default without a GPU, 50 s for this notebook from a fresh kernel, 2 s for its exercise notebook. Full mode on a
+# default without a GPU, 48 s for this notebook from a fresh kernel, 2 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them. Full mode on this CPU: see the
 # end of the lesson.
 #

@@ -17,7 +17,7 @@
 # **You need** lesson 3 (the Gaussian VAE, reparameterization, closed-form KL) and lesson 5 (the importance-sampled NLL).
 #
 # **Run time** (measured with `python -m course_lib timings` on 2 CPU cores (AMD EPYC), no GPU): quick mode, the
-# default without a GPU, 23 s for this notebook from a fresh kernel, 2 s for its exercise notebook. Full mode on a
+# default without a GPU, 22 s for this notebook from a fresh kernel, 3 s for its exercise notebook. Full mode on a
 # GPU: not measured. Trained models are cached as checkpoints: a second run loads them.
 #
 # **Units** losses and NLLs in **nats per example** (summed over pixels and latent dimensions, averaged over the batch).
