@@ -232,7 +232,7 @@ print("diversity:     " + "  ".join(f"{diversity[b]:5.2f}" for b in BETAS) + " n
 #   1.69-1.79 nats against 2.05 or more for every smaller β, on every seed: the code carries only a few nats, so
 #   many draws decode to the same few shapes.
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 assert kept[0.1] > kept[2.0] > kept[4.0] + 0.07 > kept[8.0] + 0.22, f"identity kept should fall with beta: {kept}"
 assert kept[0.1] - kept[1.0] < 0.1, f"... but hardly between beta = 0.1 and 1: {kept}"
 assert max(conf.values()) - min(conf.values()) < 0.15 and 0.5 < min(conf.values()), \

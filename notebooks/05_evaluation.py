@@ -520,7 +520,7 @@ print(f"std/mean ~ {c:.2f}/sqrt(n): a 2 % standard deviation needs n ~ {n_2pc} s
 # which hides about 10 % of the spread) and from the training digits; the reference set is fixed, so its own
 # noise is not counted: a real comparison is noisier still.
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "skip"}
 assert all(0.6 < rel[n] * math.sqrt(n) / c < 1.6 for n in FID_SIZES), "the spread shrinks like 1/sqrt(n)"
 assert gen[200].max() - gen[200].min() > 0.10 * gen[200].mean(), "two draws of 200 images can differ by > 10 %"
 assert 300 <= n_2pc <= 5000, "a stable FID (2 % spread) needs several hundred to thousands of samples here"

@@ -180,6 +180,19 @@ def test_self_check_asserts_are_not_shown_on_slides():
     assert nb.cells[1].source.startswith("assert")  # the notebook itself keeps its checks
 
 
+def test_cells_of_checks_only_are_skipped_in_rise_too():
+    """RISE shows a notebook's own cells: a lesson cell that holds only self-check asserts is ``skip``
+    (it runs in JupyterLab and in the build; the decks drop it too), unless tagged to keep its asserts."""
+    shown = []
+    for path in slides.lesson_paths(None):
+        for i, cell in enumerate(nbformat.read(str(path), as_version=4).cells):
+            if (cell.cell_type == "code" and cell.source.strip() and not slides.without_asserts(cell.source).strip()
+                    and slides.KEEP_ASSERTS_TAG not in cell.metadata.get("tags", [])
+                    and cell.metadata.get("slideshow", {}).get("slide_type") != "skip"):
+                shown.append(f"{path.name} cell {i}: {cell.source.splitlines()[0][:60]}")
+    assert shown == [], shown
+
+
 def test_a_progress_bar_is_not_announced_as_a_widget():
     """tqdm in a notebook is a widget; the slides and the site drop it instead of saying "try it"."""
     cell = nbformat.v4.new_code_cell("fit(model, data)")
