@@ -54,7 +54,7 @@ RISE = {"scroll": True, "width": 1280, "height": 720, "theme": "white", "transit
         "controls": True, "progress": True, "slideNumber": True}
 BUILD_HINT = "run `python -m course_lib build`"
 
-_PERCENT_CELL = re.compile(r"^# %%( |$)")
+PERCENT_CELL = re.compile(r"^# %%( |$)")
 # What JupyterLab (or a user) changes by opening, running, collapsing and saving a notebook:
 # view state and execution records, not content. The drift check ignores these.
 VIEW_STATE_CELL_KEYS = frozenset({"collapsed", "scrolled", "execution", "ExecuteTime", "trusted", "jupyter"})
@@ -102,9 +102,9 @@ def is_percent_source(py_path: str | Path) -> bool:
     body = [line for line in lines if line.strip()]
     if not body:
         return False
-    if _PERCENT_CELL.match(body[0]):
+    if PERCENT_CELL.match(body[0]):
         return True
-    return body[0].rstrip() == "# ---" and any(_PERCENT_CELL.match(line) for line in body)
+    return body[0].rstrip() == "# ---" and any(PERCENT_CELL.match(line) for line in body)
 
 
 def percent_sources(folder: str | Path) -> list[Path]:

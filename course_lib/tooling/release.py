@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 
 from .exercises import BEGIN_HIDDEN, BEGIN_SOLUTION
-from .notebooks import build_notebook, is_notes, is_percent_source, write_notebook
+from .notebooks import PERCENT_CELL, build_notebook, is_notes, is_percent_source, write_notebook
 
 __all__ = ["release", "strip_notes", "RELEASED", "WITHHELD_TESTS"]
 
@@ -31,8 +31,6 @@ Set up and run exactly as the README says (`make lab`, `make test`). Each exerci
 cell; your instructor grades the notebooks you hand in with the hidden tests.
 """
 
-
-_MARKER = re.compile(r"^# %%( |$)")
 _NOTES_MARKER = re.compile(r'"slide_type"\s*:\s*"notes"')
 
 
@@ -45,7 +43,7 @@ def strip_notes(folder: Path) -> int:
             continue
         kept, skipping = [], False
         for line in py.read_text(encoding="utf-8").splitlines(keepends=True):
-            if _MARKER.match(line):
+            if PERCENT_CELL.match(line):
                 skipping = bool(_NOTES_MARKER.search(line))
                 dropped += skipping
             if not skipping:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -30,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .browser import MIN_FIGURE_SCALE
-from .notebooks import repo_root
+from .notebooks import PERCENT_CELL, repo_root
 
 __all__ = ["jupyterlab", "copy_for_rise", "check_rise", "describe_rise", "main"]
 
@@ -176,6 +177,11 @@ def check_rise(browser, base: str, token: str, name: str, max_presses: int = 600
     return report
 
 
+def _cell_headers(lines) -> list[int]:
+    """The line numbers of a jupytext percent source's ``# %%`` cell markers: cell k starts at the k-th."""
+    return [i for i, line in enumerate(lines) if PERCENT_CELL.match(line)]
+
+
 def proposed_breaks(report: dict) -> list[int]:
     """For each slide too tall that holds several cells: the first cell (not the slide's first) whose bottom
     is below the room RISE gives, as a notebook cell index; a subslide starting there shortens the slide."""
@@ -208,11 +214,9 @@ def split_markdown(source: str | Path, splits: dict[int, float]) -> int:
     """Split Markdown cells of a jupytext percent source: cell ``index`` (0-based) is cut at the blank line
     nearest below ``fraction`` of its lines (never inside a list, a table or a display formula), and the
     rest starts a subslide. Returns how many cells were split."""
-    import re
-
     path = Path(source)
     lines = path.read_text().splitlines(keepends=True)
-    headers = [i for i, line in enumerate(lines) if re.match(r"^# %%( |$)", line)] + [len(lines)]
+    headers = _cell_headers(lines) + [len(lines)]
     done = 0
     for k in sorted(splits, reverse=True):  # from the end: earlier line numbers stay valid
         start, end = headers[k], headers[k + 1]
@@ -294,11 +298,9 @@ def split_code(source: str | Path, indices) -> int:
     """Cut each code cell ``indices`` (0-based notebook order) of a jupytext percent source at
     :func:`code_cut`: the computing part stays, the drawing part starts a subslide. Cells with tags are left
     alone. Returns how many cells were cut."""
-    import re
-
     path = Path(source)
     lines = path.read_text().splitlines(keepends=True)
-    headers = [i for i, line in enumerate(lines) if re.match(r"^# %%( |$)", line)] + [len(lines)]
+    headers = _cell_headers(lines) + [len(lines)]
     done = 0
     for k in sorted(set(indices), reverse=True):
         start, end = headers[k], headers[k + 1]
@@ -324,11 +326,9 @@ def proposed_code_splits(report: dict) -> list[int]:
 def mark_subslides(source: str | Path, indices) -> int:
     """Start a subslide at each cell ``indices`` (0-based notebook order) of a jupytext percent source, by
     its ``# %%`` header's ``slideshow`` metadata; returns how many headers changed."""
-    import re
-
     path = Path(source)
     lines = path.read_text().splitlines(keepends=True)
-    headers = [i for i, line in enumerate(lines) if re.match(r"^# %%( |$)", line)]
+    headers = _cell_headers(lines)
     changed = 0
     for k in sorted(set(indices)):
         line = lines[headers[k]]
