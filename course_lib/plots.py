@@ -97,9 +97,10 @@ def latent_scatter(z, labels=None, title: str = "Latent codes", ax=None, classes
     return ax
 
 
-def latent_scatters(panels: dict, labels=None, classes=None, s: float = 8, height: float = 4.6):
-    """One :func:`latent_scatter` per entry of ``panels`` ({title: codes}), side by side; returns (fig, axes)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), height), squeeze=False)
+def latent_scatters(panels: dict, labels=None, classes=None, s: float = 8, height: float = 4.6, width: float = 6.5):
+    """One :func:`latent_scatter` per entry of ``panels`` ({title: codes}), side by side, each ``width`` inches
+    wide; returns (fig, axes)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), height), squeeze=False)
     for ax, (title, z) in zip(axes[0], panels.items()):
         latent_scatter(z, labels, title=title, ax=ax, classes=classes, s=s)
     fig.tight_layout()

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..plots import IMAGE_CMAP, PALETTE, latent_scatter, show_images
+from ..plots import IMAGE_CMAP, PALETTE, latent_scatter, latent_scatters, show_images
 
 __all__ = ["pixel_penalties", "penalty_maps", "model_bars", "code_histograms", "box_grid_codes",
            "code_planes", "latent_box", "confidence_bars", "generator_scores"]
@@ -125,10 +125,9 @@ def code_planes(panels: dict, data):
     ``panels``: {method name: (codes (N, 2), test squared error per image)}; ``data``: the images' dataset
     (its ``labels`` and ``classes``). The first panel's axes are named as PCA's components.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8))
-    for ax, (name, (codes, mse)) in zip(np.atleast_1d(axes), panels.items()):
-        latent_scatter(codes, data.labels, title=f"{name} (test MSE {mse:.2f})", ax=ax, classes=data.classes, s=10)
-    np.atleast_1d(axes)[0].set(xlabel="first principal component", ylabel="second principal component")
+    fig, axes = latent_scatters({f"{name} (test MSE {mse:.2f})": codes for name, (codes, mse) in panels.items()},
+                                data.labels, data.classes, s=10, height=4.8, width=6)
+    axes[0].set(xlabel="first principal component", ylabel="second principal component")
     fig.suptitle("Test images in a 2-D code space, coloured by digit class")
     fig.tight_layout()
     return fig

@@ -137,7 +137,7 @@ def kid_bias_figure(fid_spread: dict, kid_spread: dict):
     draws a wider figure too small to read); returns the used axes, FID first."""
     pools = list(kid_spread)
     n = 1 + len(pools)
-    cols = n if n <= 3 else 3                      # at most three panels a row: labels stay >= 12 px on a slide
+    cols = min(n, 3)                               # at most three panels a row: labels stay >= 12 px on a slide
     rows = -(-n // cols)
     fig, grid = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.7 * rows), squeeze=False)
     axes = list(grid.flat)
