@@ -47,7 +47,7 @@ from course_lib.figures import diagrams, vae as figs
 from course_lib.data import binarize_dynamic, binarize_static, lesson_dataset
 from course_lib.losses import bernoulli_nll, gaussian_kl
 from course_lib.models import VAE
-from course_lib.plots import decode_grid, latent_scatter, show_images
+from course_lib.plots import show_images
 from course_lib.runtime import describe, get_device, pick, make_generator, seed_everything
 from course_lib.train import evaluate_terms, fit
 from course_lib.figures.vae import isolated_pixels, total_variation
