@@ -614,7 +614,7 @@ def show_table():
     """The NLL table so far, rendered (course_lib.tables.Table; print(...) of it gives the same as text)."""
     display(Table(["model", "parameters", "train s", "test NLL", "published, binarized MNIST"],
                   [[name, r["params"], r["seconds"], r["nll"], PUBLISHED.get(name, "-")] for name, r in results.items()],
-                  title="Test NLL in nats per image (lower is better), quick mode",
+                  title=f"Test NLL in nats per image (lower is better), {'quick' if QUICK else 'full'} mode",
                   formats={"train s": "{:.1f}", "test NLL": "{:.1f}"}))
 
 
